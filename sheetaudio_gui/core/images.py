@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pymupdf
 import numpy as np
 import numpy.typing as npt
+import pymupdf
 
 # A perceptually ordered colour ramp (dark blue -> green -> yellow), 5 anchors interpolated to 256.
 _RAMP_ANCHORS = np.array(
@@ -23,7 +23,8 @@ def colour_ramp(values: npt.ArrayLike) -> npt.NDArray[np.uint8]:
     t = (v - lo)[..., None]
     rgb = _RAMP_ANCHORS[lo] * (1 - t) + _RAMP_ANCHORS[lo + 1] * t
     rgb[nan] = 0
-    return rgb.round().astype(np.uint8)
+    out: npt.NDArray[np.uint8] = rgb.round().astype(np.uint8)
+    return out
 
 
 def save_png(path: str | Path, image: npt.NDArray[np.uint8]) -> Path:

@@ -1,0 +1,98 @@
+"""Models: shapes of DESIGN.md §1, normalised passages, safe self-describing checkpoints, CCA."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sheetaudio_gui.config import ModelDims
+from sheetaudio_gui.core.models import (
+    CCA,
+    ModelFileError,
+    PassageModel,
+    audio_input,
+    load_model,
+    save_model,
+    sheet_input,
+)
+
+
+@pytest.fixture(scope="module")
+def model() -> PassageModel:
+    torch.manual_seed(0)
+    return PassageModel().eval()
+
+
+def test_snippet_cnns_map_windows_to_32_dimensions(model):
+    sheet = sheet_input(np.full((3, 80, 90), 255, dtype=np.uint8))
+    audio = audio_input(np.zeros((4, 92, 20), dtype=np.float32))
+    with torch.inference_mode():
+        assert model.sheet_snippets(sheet).shape == (3, 32)
+        assert model.audio_snippets(audio).shape == (4, 32)
+
+
+def test_passage_embeddings_are_64_dimensional_and_unit_length(model):
+    seqs = torch.randn(5, 7, 32)
+    lengths = torch.tensor([7, 3, 1, 5, 2])
+    with torch.inference_mode():
+        out = model.sheet_passages(seqs, lengths)
+    assert out.shape == (5, 64)
+    assert torch.allclose(out.norm(dim=1), torch.ones(5), atol=1e-5)
+
+
+def test_padding_beyond_a_passage_length_does_not_change_its_embedding(model):
+    seq = torch.randn(1, 3, 32)
+    padded = torch.cat([seq, torch.randn(1, 4, 32)], dim=1)
+    with torch.inference_mode():
+        a = model.audio_passages(seq, torch.tensor([3]))
+        b = model.audio_passages(padded, torch.tensor([3]))
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_sheet_input_turns_paper_into_zero_and_ink_into_one():
+    x = sheet_input(np.array([[[255, 0]]], dtype=np.uint8))
+    assert x.shape == (1, 1, 1, 2)
+    assert x[0, 0, 0].tolist() == [0.0, 1.0]
+
+
+def test_checkpoint_round_trip_rebuilds_the_same_model_with_weights_only(tmp_path, model):
+    path = tmp_path / "m.pt"
+    model_id = save_model(model, path, info={"stage": "test"})
+    loaded = load_model(path)
+    assert loaded.model_id == model_id and len(model_id) == 16
+    assert loaded.info == {"stage": "test"}
+    x = audio_input(torch.randn(2, 92, 20))
+    with torch.inference_mode():
+        assert torch.allclose(model.audio_snippets(x), loaded.model.audio_snippets(x), atol=1e-5)
+
+
+def test_checkpoint_keeps_its_dimensions(tmp_path):
+    dims = ModelDims(cnn_channels=(8, 8, 16, 16), gru_hidden=32)
+    path = tmp_path / "small.pt"
+    save_model(PassageModel(dims), path)
+    assert load_model(path).model.dims == dims
+
+
+def test_damaged_or_foreign_model_files_are_refused_with_the_path(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelFileError, match="bad.pt"):
+        load_model(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"hello": torch.zeros(1)}, foreign)
+    with pytest.raises(ModelFileError, match="not a sheetaudio model"):
+        load_model(foreign)
+    with pytest.raises(ModelFileError, match="not found"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_cca_makes_linearly_related_views_agree():
+    g = torch.Generator().manual_seed(0)
+    latent = torch.randn(2000, 8, generator=g)
+    sheet = latent @ torch.randn(8, 16, generator=g) + 0.05 * torch.randn(2000, 16, generator=g)
+    audio = latent @ torch.randn(8, 16, generator=g) + 0.05 * torch.randn(2000, 16, generator=g)
+    cca = CCA.fit(sheet, audio)
+    a, b = cca.sheet(sheet)[:, :8], cca.audio(audio)[:, :8]
+    corr = torch.nn.functional.cosine_similarity(a - a.mean(0), b - b.mean(0), dim=0)
+    assert corr.min() > 0.95

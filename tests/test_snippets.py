@@ -1,0 +1,109 @@
+"""Snippets: system strips are normalised to a fixed staff spacing; windows slide with fixed hops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sheetaudio_gui.config import (
+    AUDIO_SNIPPET_FRAMES,
+    AUDIO_SNIPPET_HOP_FRAMES,
+    SHEET_SNIPPET_HEIGHT_PX,
+    SHEET_SNIPPET_HOP_PX,
+    SHEET_SNIPPET_WIDTH_PX,
+    SPEC_BINS,
+    STAFF_SPACE_PX,
+    STRIP_DOWNSCALE,
+)
+from sheetaudio_gui.core.snippets import (
+    audio_windows,
+    sheet_windows,
+    system_strip,
+    window_starts,
+)
+
+
+def grand_staff_page(space: int, top: int, left: int = 100, right: int = 900) -> np.ndarray:
+    """A white page with two 5-line staves `space` px apart, the second 10 spaces below the first.
+
+    Lines are about 0.12 staff spaces thick, as engravers draw them.
+    """
+    page = np.full((1200, 1000), 255, dtype=np.uint8)
+    thick = max(1, round(0.12 * space))
+    for staff_top in (top, top + 10 * space):
+        for k in range(5):
+            y = staff_top + k * space
+            page[y : y + thick, left:right] = 0
+    return page
+
+
+def line_rows(strip: np.ndarray) -> np.ndarray:
+    """Rows of a strip whose darkness marks a staff line (local minima of mean brightness)."""
+    profile = strip.mean(axis=1)
+    return np.flatnonzero(profile < 235)
+
+
+@pytest.mark.parametrize("space", [9, 12, 17])
+def test_strip_puts_staff_lines_at_the_normalised_spacing_whatever_the_page_resolution(space):
+    top = 300
+    page = grand_staff_page(space, top)
+    box = (100.0, float(top), 900.0, float(top + 14 * space))
+    strip = system_strip(page, box, staff_space_px=float(space))
+    assert strip.shape[0] == SHEET_SNIPPET_HEIGHT_PX
+    rows = line_rows(strip)
+    # merge adjacent dark rows into line centres
+    groups = np.split(rows, np.flatnonzero(np.diff(rows) > 1) + 1)
+    centres = np.array([g.mean() for g in groups])
+    assert len(centres) == 10
+    expected_space = STAFF_SPACE_PX / STRIP_DOWNSCALE
+    assert np.allclose(np.diff(centres[:5]), expected_space, atol=0.6)
+    # the system is vertically centred in the strip
+    assert abs((centres[0] + centres[-1]) / 2 - SHEET_SNIPPET_HEIGHT_PX / 2) < 1.5
+
+
+def test_strip_width_follows_the_same_scale_and_keeps_a_margin():
+    space = 12
+    page = grand_staff_page(space, 300)
+    strip = system_strip(page, (100.0, 300.0, 900.0, 468.0), staff_space_px=space)
+    scale = STAFF_SPACE_PX / space / STRIP_DOWNSCALE
+    assert strip.shape[1] == pytest.approx((800 + 2 * space) * scale, abs=2)
+
+
+def test_strip_of_a_system_at_the_page_edge_is_padded_with_paper():
+    page = grand_staff_page(12, 2, left=0)
+    strip = system_strip(page, (0.0, 2.0, 900.0, 170.0), staff_space_px=12)
+    assert strip.shape[0] == SHEET_SNIPPET_HEIGHT_PX
+    assert strip[:3].min() == 255  # above the page: paper, not garbage
+
+
+def test_window_starts_cover_the_whole_length_with_the_given_hop():
+    starts = window_starts(500, 90, 81)
+    assert starts[0] == 0
+    assert np.all(np.diff(starts) == 81)
+    assert starts[-1] + 90 >= 500 > starts[-1]
+    assert list(window_starts(50, 90, 81)) == [0]
+
+
+def test_sheet_windows_are_80_by_90_with_hop_81_and_match_the_strip():
+    rng = np.random.default_rng(0)
+    strip = rng.integers(0, 256, size=(SHEET_SNIPPET_HEIGHT_PX, 400), dtype=np.uint8)
+    windows = sheet_windows(strip)
+    assert windows.shape == (5, SHEET_SNIPPET_HEIGHT_PX, SHEET_SNIPPET_WIDTH_PX)
+    assert np.array_equal(windows[1], strip[:, SHEET_SNIPPET_HOP_PX : SHEET_SNIPPET_HOP_PX + 90])
+    assert windows[-1][:, 400 - 4 * 81 :].min() == 255  # padding past the strip end is paper
+
+
+def test_audio_windows_are_92_by_20_with_hop_18_and_match_the_spectrogram():
+    spec = np.random.default_rng(1).random((SPEC_BINS, 100)).astype(np.float32)
+    windows = audio_windows(spec)
+    assert windows.shape[1:] == (SPEC_BINS, AUDIO_SNIPPET_FRAMES)
+    assert len(windows) == int(np.ceil((100 - 20) / AUDIO_SNIPPET_HOP_FRAMES)) + 1
+    assert np.array_equal(windows[2], spec[:, 36:56])
+    assert np.all(windows[-1][:, 100 - 5 * 18 :] == 0)
+
+
+def test_wrong_shapes_are_refused_with_a_clear_message():
+    with pytest.raises(ValueError, match="spectrogram"):
+        audio_windows(np.zeros((40, 10)))
+    with pytest.raises(ValueError, match="strip"):
+        sheet_windows(np.zeros((10, 100), dtype=np.uint8))
