@@ -38,26 +38,31 @@ def strip_scale(staff_space_px: float) -> float:
 
 
 def system_strip(
-    page: npt.NDArray[np.uint8], box: Box, staff_space_px: float, margin_spaces: float = 1.0
+    page: npt.NDArray[np.uint8],
+    box: Box,
+    staff_space_px: float,
+    margin_spaces: float = 1.0,
+    height: int = SHEET_SNIPPET_HEIGHT_PX,
 ) -> npt.NDArray[np.uint8]:
-    """Cut and normalise one staff system: (H, W) page -> (80, w) strip, paper = 255.
+    """Cut and normalise one staff system: (H, W) page -> (height, w) strip, paper = 255.
 
     `box` is the system's staff-line extent (x0, y0, x1, y1) in page pixels and `staff_space_px`
     its mean distance between staff lines. The strip is centred on the box's vertical middle and
     reaches `margin_spaces` staff spaces left and right of it (clefs and the final barline stay in).
-    Areas outside the page are paper.
+    Areas outside the page are paper. Training asks for a taller `height` so that vertical
+    shift and scale augmentation has real page content to move into view.
     """
     scale = strip_scale(staff_space_px)  # strip px per page px
     x0, y0, x1, y1 = box
     margin = margin_spaces * staff_space_px
-    src_h = SHEET_SNIPPET_HEIGHT_PX / scale  # page px covered by the strip's height
+    src_h = height / scale  # page px covered by the strip's height
     centre = (y0 + y1) / 2.0
     top = int(np.floor(centre - src_h / 2.0))
     bottom = int(np.ceil(centre + src_h / 2.0))
     left = int(np.floor(x0 - margin))
     right = int(np.ceil(x1 + margin))
     region = _crop_with_paper(page, top, bottom, left, right)
-    out_h = SHEET_SNIPPET_HEIGHT_PX
+    out_h = height
     out_w = max(1, int(round((right - left) * scale)))
     return _resize(region, out_h, out_w)
 

@@ -1,0 +1,108 @@
+"""The retrieval protocol of the papers: rank every query against all candidates of the other side.
+
+One pair per system (its first play in its first performance); for each query the rank of its own
+partner among all candidates gives R@1, R@10, R@25, the mean reciprocal rank (MRR) and the median
+rank (MR), in both directions: audio -> sheet (A2S) and sheet -> audio (S2A).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sheetaudio_gui.core.models import PassageModel
+from sheetaudio_gui.training.batches import BankTensors, audio_windows, pad_sequences, sheet_windows
+
+Summary = Literal[
+    "gru", "mean"
+]  # GRU passage encoder, or the mean of snippet embeddings (baseline)
+EVAL_CHUNK = 64  # passages embedded at once
+
+
+def ranks(queries: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """1-based rank of candidate i for query i under cosine similarity: (n, d), (n, d) -> (n,)."""
+    q = F.normalize(queries.float(), dim=1)
+    c = F.normalize(candidates.float(), dim=1)
+    sim = q @ c.T
+    own = sim.diag()[:, None]
+    return (sim > own).sum(dim=1) + 1
+
+
+def metrics_from_ranks(r: torch.Tensor) -> dict[str, float]:
+    rf = r.double()
+    return {
+        "R@1": float((r <= 1).double().mean() * 100),
+        "R@10": float((r <= 10).double().mean() * 100),
+        "R@25": float((r <= 25).double().mean() * 100),
+        "MRR": float((1.0 / rf).mean()),
+        "MR": float(rf.median()),
+    }
+
+
+def both_directions(sheet: torch.Tensor, audio: torch.Tensor) -> dict[str, dict[str, float]]:
+    """Metrics for audio -> sheet and sheet -> audio from paired embeddings (row i with row i)."""
+    return {
+        "A2S": metrics_from_ranks(ranks(audio, sheet)),
+        "S2A": metrics_from_ranks(ranks(sheet, audio)),
+        "pairs": {"n": float(len(sheet))},
+    }
+
+
+def evaluation_rows(bt: BankTensors, limit: int | None = None, seed: int = 0) -> torch.Tensor:
+    """One passage row per system: the first listed (first performance, first play).
+
+    With `limit`, a fixed random subset of systems (the same for a seed), for quick validation.
+    """
+    systems = bt.passages[:, 0].cpu().numpy()
+    _, first = np.unique(systems, return_index=True)
+    rows = np.sort(first)
+    if limit is not None and limit < len(rows):
+        rows = np.sort(np.random.default_rng(seed).choice(rows, size=limit, replace=False))
+    return torch.from_numpy(rows)
+
+
+@torch.inference_mode()
+def embed_rows(
+    model: PassageModel, bt: BankTensors, rows: torch.Tensor, summary: Summary = "gru"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sheet and audio passage embeddings of bank passage rows: -> (n, d), (n, d)."""
+    gen = torch.Generator().manual_seed(0)
+    sheets, audios = [], []
+    for chunk in torch.split(rows, EVAL_CHUNK):
+        p = bt.passages[chunk.to(bt.device)]
+        sw, sl = sheet_windows(bt, p[:, 0], gen, augment=False)
+        aw, al = audio_windows(bt, p[:, 1], p[:, 2], p[:, 3], gen, augment=False)
+        se, ae = model.sheet_snippets(sw), model.audio_snippets(aw)
+        if summary == "gru":
+            sheets.append(model.sheet_passages(pad_sequences(se, sl), sl))
+            audios.append(model.audio_passages(pad_sequences(ae, al), al))
+        else:
+            sheets.append(_mean_of_snippets(se, sl))
+            audios.append(_mean_of_snippets(ae, al))
+    return torch.cat(sheets).cpu(), torch.cat(audios).cpu()
+
+
+def _mean_of_snippets(flat: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The snippet baseline's passage: mean of L2-normalised snippet embeddings, normalised."""
+    parts = torch.split(F.normalize(flat, dim=1), lengths.tolist())
+    return F.normalize(torch.stack([p.mean(0) for p in parts]), dim=1)
+
+
+def evaluate_bank(
+    model: PassageModel,
+    bt: BankTensors,
+    summary: Summary = "gru",
+    limit: int | None = None,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """The papers' table row for one model on one bank (test split: limit None = all systems)."""
+    was_training = model.training
+    model.eval()
+    try:
+        sheet, audio = embed_rows(model, bt, evaluation_rows(bt, limit, seed), summary)
+    finally:
+        model.train(was_training)
+    return both_directions(sheet, audio)
