@@ -17,6 +17,8 @@ def engraved_pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     verovio = pytest.importorskip("verovio")
     music21 = pytest.importorskip("music21")
     pymupdf = pytest.importorskip("pymupdf")
+    from sheetaudio_gui.training.verovio_svg import mupdf_ready_svg
+
     folder = tmp_path_factory.mktemp("score")
     xml = music21.corpus.parse("bach/bwv66.6").write("musicxml", fp=folder / "chorale.musicxml")
     tk = verovio.toolkit()
@@ -24,7 +26,8 @@ def engraved_pdf(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tk.loadData(Path(xml).read_text())
     pdf = pymupdf.open()
     for n in range(1, tk.getPageCount() + 1):
-        svg = pymupdf.open(stream=tk.renderToSVG(n).encode(), filetype="svg")
+        svg_text = mupdf_ready_svg(tk.renderToSVG(n))
+        svg = pymupdf.open(stream=svg_text.encode(), filetype="svg")
         pdf.insert_pdf(pymupdf.open("pdf", svg.convert_to_pdf()))
     path = folder / "chorale.pdf"
     pdf.save(path)

@@ -16,7 +16,10 @@ from sheetaudio_gui.cli import main
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a user would, in a fresh process."""
     return subprocess.run(
-        [sys.executable, "-m", "sheetaudio_gui.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "sheetaudio_gui.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -77,7 +77,7 @@ def test_checkpoint_keeps_its_dimensions(tmp_path):
 def test_damaged_or_foreign_model_files_are_refused_with_the_path(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a model")
-    with pytest.raises(ModelFileError, match="bad.pt"):
+    with pytest.raises(ModelFileError, match=r"bad\.pt"):
         load_model(bad)
     foreign = tmp_path / "foreign.pt"
     torch.save({"hello": torch.zeros(1)}, foreign)

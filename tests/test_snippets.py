@@ -1,4 +1,4 @@
-"""Snippets: system strips are normalised to a fixed staff spacing; windows slide with fixed hops."""
+"""Snippets: system strips are normalised to one staff spacing; windows slide with fixed hops."""
 
 from __future__ import annotations
 

@@ -1,0 +1,534 @@
+"""Score pages and their staff systems: PDFs and images -> grayscale pages -> system boxes.
+
+Pages are read with pymupdf: PDFs are rasterised at `PAGE_RENDER_DPI` (units: PDF points), images
+(PNG, JPEG, TIFF, multi-page TIFF, ...) at their native pixels (units: px), both capped at
+`PAGE_MAX_PIXELS` so that a 20000 x 20000 scan cannot exhaust memory.
+
+Staff systems are found without any learned model, because the retrieval models need the systems
+before anything else and must work on any engraving:
+1. ink = darkness relative to a local paper estimate (removes uneven lighting and gray paper);
+2. the page's skew is the shear angle that makes the row projection of the ink sharpest;
+3. in the deskewed page, the row projection has sharp peaks at staff lines; 5 equally spaced
+   peaks whose lines run together over the same columns form a staff (text, lyrics and titles
+   give peaks but never 5 aligned lines over many staff spaces);
+4. consecutive staves whose gap is bridged at their left end (system barline, brace, bracket)
+   belong to one system; an unconnected staff is a system of its own.
+Coordinates use the continuous pixel convention: pixel row r covers [r, r + 1).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import numpy.typing as npt
+import pymupdf
+from scipy import ndimage
+
+from sheetaudio_gui.config import (
+    DETECT_MAX_PIXELS,
+    MAX_SKEW_DEG,
+    PAGE_MAX_PIXELS,
+    PAGE_RENDER_DPI,
+    PDF_POINTS_PER_INCH,
+    STAFF_LINES,
+)
+from sheetaudio_gui.core.errors import UnreadableScore
+
+logger = logging.getLogger(__name__)
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1
+Gray = npt.NDArray[np.uint8]
+Floats = npt.NDArray[np.float32]
+
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".pnm", ".pgm", ".ppm", ".jxr"}
+)
+SCORE_SUFFIXES = IMAGE_SUFFIXES | {".pdf"}
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page as a grayscale array (0 black .. 255 white) and its size in document units."""
+
+    index: int  # 0-based page number in the document
+    image: Gray  # (H, W) uint8
+    width: float  # page width in `units`
+    height: float  # page height in `units`
+    units: str  # "pt" (PDF points, 1/72 inch) or "px" (native image pixels)
+    px_per_unit: float  # image pixels per unit: 150/72 for PDFs, 1.0 for images (less if capped)
+
+
+class ScoreDocument:
+    """An open score file; use as a context manager. Pages are rendered on demand."""
+
+    def __init__(self, path: Path, doc: pymupdf.Document, units: str) -> None:
+        self.path = path
+        self.units = units
+        self._doc = doc
+
+    @property
+    def page_count(self) -> int:
+        return int(self._doc.page_count)
+
+    def page(self, index: int) -> Page:
+        """Render page `index` (0-based) to grayscale; raises UnreadableScore if it is damaged."""
+        if not 0 <= index < self.page_count:
+            raise IndexError(f"{self.path}: page {index} of {self.page_count}")
+        try:
+            pg = self._doc[index]
+            rect = pg.rect
+            if self.units == "pt":
+                width, height = float(rect.width), float(rect.height)
+                scale = PAGE_RENDER_DPI / PDF_POINTS_PER_INCH
+            else:
+                info = pg.get_image_info()
+                if info:
+                    width, height = float(info[0]["width"]), float(info[0]["height"])
+                else:  # no image record: assume 72 dpi, as MuPDF does
+                    width, height = float(rect.width), float(rect.height)
+                scale = 1.0
+            pixels = width * height * scale * scale
+            if pixels > PAGE_MAX_PIXELS:
+                scale *= math.sqrt(PAGE_MAX_PIXELS / pixels)
+                logger.info(
+                    "%s page %d: reduced to %.0f%% to bound memory", self.path, index, 100 * scale
+                )
+            zoom = scale * width / float(rect.width)  # MuPDF renders page points
+            pix = pg.get_pixmap(
+                matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csGRAY, alpha=False
+            )
+        except (RuntimeError, ValueError) as exc:  # pymupdf's errors derive from RuntimeError
+            raise UnreadableScore(
+                self.path, f"page {index + 1} cannot be rendered ({exc}); the file may be damaged"
+            ) from exc
+        image = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.h, pix.w, pix.n)[:, :, 0]
+        return Page(index, image.copy(), width, height, self.units, pix.w / width)
+
+    def pages(self) -> Iterator[Page]:
+        for i in range(self.page_count):
+            yield self.page(i)
+
+    def close(self) -> None:
+        self._doc.close()
+
+    def __enter__(self) -> ScoreDocument:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def open_score(path: str | Path) -> ScoreDocument:
+    """Open a PDF or image score; every problem becomes an UnreadableScore that says what to do."""
+    path = Path(path)
+    if not path.exists():
+        raise UnreadableScore(path, "file not found; check the path")
+    if not path.is_file():
+        raise UnreadableScore(path, "is not a file; give a PDF or an image of the score")
+    suffix = path.suffix.lower()
+    if suffix not in SCORE_SUFFIXES:
+        kinds = ", ".join(sorted(SCORE_SUFFIXES))
+        raise UnreadableScore(path, f"unsupported file type {suffix!r}; use one of {kinds}")
+    if path.stat().st_size == 0:
+        raise UnreadableScore(path, "the file is empty (0 bytes); export or scan the score again")
+    try:
+        doc = pymupdf.open(path, filetype=suffix.lstrip("."))
+    except (RuntimeError, ValueError) as exc:
+        what = "PDF" if suffix == ".pdf" else "image"
+        raise UnreadableScore(
+            path, f"is not a readable {what} ({exc}); re-export or re-scan the score"
+        ) from exc
+    if doc.needs_pass:
+        doc.close()
+        raise UnreadableScore(
+            path, "the PDF is password-protected; save an unprotected copy and open that"
+        )
+    if doc.page_count == 0:
+        doc.close()
+        raise UnreadableScore(path, "the file has no pages; re-export the score")
+    units = "pt" if doc.is_pdf else "px"
+    return ScoreDocument(path, doc, units)
+
+
+# --- staff and system detection --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Staff:
+    """One staff: line heights (at the staff's horizontal centre) and its horizontal extent."""
+
+    lines_y: tuple[float, ...]  # y of each line, top to bottom
+    x0: float
+    x1: float
+
+    @property
+    def space(self) -> float:
+        """Mean distance between adjacent lines (staff space)."""
+        return (self.lines_y[-1] - self.lines_y[0]) / max(len(self.lines_y) - 1, 1)
+
+
+@dataclass(frozen=True)
+class System:
+    """A staff system: box from the top line of the top staff to the bottom line of the bottom
+    staff and from the left to the right end of the staff lines (axis-aligned; it encloses the
+    lines of a skewed page), its staves top to bottom and the page skew."""
+
+    box: Box
+    staves: tuple[Staff, ...]
+    skew_deg: float = 0.0  # positive: lines descend to the right
+
+    @property
+    def staff_space(self) -> float:
+        return float(np.mean([s.space for s in self.staves]))
+
+    def scaled(self, factor: float) -> System:
+        """The same system with every coordinate multiplied (to page units: 1 / px_per_unit)."""
+        staves = tuple(
+            Staff(tuple(y * factor for y in s.lines_y), s.x0 * factor, s.x1 * factor)
+            for s in self.staves
+        )
+        box = (
+            self.box[0] * factor,
+            self.box[1] * factor,
+            self.box[2] * factor,
+            self.box[3] * factor,
+        )
+        return System(box, staves, self.skew_deg)
+
+
+def systems_in_units(systems: list[System], page: Page) -> list[System]:
+    """Convert systems detected on `page.image` (pixels) into page units (points or px)."""
+    return [s.scaled(1.0 / page.px_per_unit) for s in systems]
+
+
+def detect_systems(image: Gray) -> list[System]:
+    """Find the staff systems of a page: (H, W) uint8 grayscale -> systems top to bottom.
+
+    Boxes are in pixels of `image`. Pages without staves (text, blank) give an empty list.
+    """
+    if image.ndim != 2 or image.size == 0:
+        raise ValueError(f"expected a (H, W) grayscale page, got shape {image.shape}")
+    factor = max(1, math.ceil(math.sqrt(image.size / DETECT_MAX_PIXELS)))
+    ink = _ink(image, factor)
+    angle = _skew(ink)
+    sheared, shifts = _shear(ink, angle)
+    profile = sheared.sum(axis=1, dtype=np.float64)
+    space = _staff_space(profile)
+    if space is None:
+        return []
+    staves = _find_staves(sheared, profile, space)
+    groups = _group_systems(sheared, staves)
+    tan = math.tan(angle)
+    systems = [_to_page(group, tan, shifts[0], factor, math.degrees(angle)) for group in groups]
+    systems.sort(key=lambda s: s.box[1])
+    return systems
+
+
+@dataclass(frozen=True)
+class _RawStaff:
+    """A staff in the working (downsampled, deskewed) frame."""
+
+    lines: tuple[float, ...]  # row positions (continuous convention)
+    x0: int  # first staff column
+    x1: int  # one past the last staff column
+
+
+def _ink(image: Gray, factor: int) -> Floats:
+    """Darkness in [0, 1] relative to the local paper brightness, block-averaged by `factor`.
+
+    (H, W) uint8 -> (H // factor, W // factor) float32. The paper level is the brightest value of
+    coarse blocks, smoothed, so uneven lighting and gray paper read as no ink.
+    """
+    h, w = (image.shape[0] // factor) * factor, (image.shape[1] // factor) * factor
+    img = image[:h, :w].astype(np.float32)
+    if factor > 1:
+        img = img.reshape(h // factor, factor, w // factor, factor).mean(axis=(1, 3))
+    block = 32
+    hh, ww = img.shape
+    ph, pw = -hh % block, -ww % block
+    padded = np.pad(img, ((0, ph), (0, pw)), mode="edge")
+    coarse = padded.reshape(padded.shape[0] // block, block, padded.shape[1] // block, block)
+    paper = float(coarse.max())  # guards against dark blocks on an otherwise bright page
+    local = ndimage.maximum_filter(coarse.max(axis=(1, 3)), size=3)
+    local = ndimage.uniform_filter(local, size=3)
+    local = np.maximum(local, 0.25 * paper)
+    rows = np.minimum(np.arange(hh) // block, local.shape[0] - 1)
+    cols = np.minimum(np.arange(ww) // block, local.shape[1] - 1)
+    bg = local[rows][:, cols]
+    ink = 1.0 - img / np.maximum(bg, 1.0)
+    ink = np.clip((ink - 0.1) / 0.9, 0.0, 1.0)  # faint paper texture and JPEG ringing -> 0
+    out: Floats = ink.astype(np.float32)
+    return out
+
+
+def _skew(ink: Floats) -> float:
+    """Skew angle (radians) whose shear makes the row projection of ink the sharpest.
+
+    Sharpness is the sum of squared projection values; staff lines dominate it when aligned.
+    Coarse-to-fine search over +-MAX_SKEW_DEG.
+    """
+    ys, xs = np.nonzero(ink[:, ::2] > 0.4)
+    if ys.size < 100:
+        return 0.0
+    if ys.size > 200_000:
+        keep = np.random.default_rng(0).choice(ys.size, 200_000, replace=False)
+        ys, xs = ys[keep], xs[keep]
+    xf = xs.astype(np.float64) * 2
+    yf = ys.astype(np.float64)
+    h = ink.shape[0]
+    pad = int(math.ceil(ink.shape[1] * math.tan(math.radians(MAX_SKEW_DEG)))) + 1
+
+    def sharpness(deg: float) -> float:
+        rows = np.round(yf - xf * math.tan(math.radians(deg))).astype(np.int64) + pad
+        counts = np.bincount(rows, minlength=h + 2 * pad).astype(np.float64)
+        return float((counts * counts).sum())
+
+    best = 0.0
+    for step in (0.5, 0.1, 0.025):
+        lo = -MAX_SKEW_DEG if step == 0.5 else best - 2.5 * step
+        candidates = np.arange(
+            lo, (MAX_SKEW_DEG if step == 0.5 else best + 2.5 * step) + 1e-9, step
+        )
+        scores = [sharpness(float(d)) for d in candidates]
+        best = float(candidates[int(np.argmax(scores))])
+    return math.radians(best)
+
+
+def _shear(ink: Floats, angle: float) -> tuple[Floats, npt.NDArray[np.int64]]:
+    """Shift every column up by round(x tan(angle)) so skewed lines become rows.
+
+    Returns the sheared (H + pad, W) image and the per-column shifts; row r of the sheared image
+    is row r + shifts[x] of the input.
+    """
+    w = ink.shape[1]
+    shifts = np.round(np.arange(w) * math.tan(angle)).astype(np.int64)
+    lo, hi = int(shifts.min()), int(shifts.max())
+    if lo == hi == 0:
+        return ink, shifts
+    # sheared row r' = r - shifts[x] + hi, so that all rows stay >= 0
+    out = np.zeros((ink.shape[0] + hi - lo, w), dtype=np.float32)
+    for s in np.unique(shifts):
+        cols = np.nonzero(shifts == s)[0]
+        top = hi - int(s)
+        out[top : top + ink.shape[0], cols[0] : cols[-1] + 1] = ink[:, cols[0] : cols[-1] + 1]
+    return out, shifts - hi
+
+
+def _staff_space(profile: npt.NDArray[np.float64]) -> float | None:
+    """Dominant distance between staff lines from the autocorrelation of the row projection."""
+    if profile.max() <= 0:
+        return None
+    detail = profile - ndimage.uniform_filter1d(profile, size=61)
+    n = detail.size
+    spectrum = np.fft.rfft(detail, 2 * n)
+    corr = np.fft.irfft(spectrum * np.conj(spectrum))[: min(n, 120)]
+    if corr[0] <= 0:
+        return None
+    corr = corr / corr[0]
+    lags = np.arange(corr.size)
+    peaks = [
+        int(k)
+        for k in lags[4:-1]
+        if corr[k] >= corr[k - 1] and corr[k] >= corr[k + 1] and corr[k] > 0.1
+    ]
+    if not peaks:
+        return None
+    top = max(corr[k] for k in peaks)
+    k = next(k for k in peaks if corr[k] >= 0.5 * top)
+    # parabolic refinement of the peak
+    a, b, c = corr[k - 1], corr[k], corr[k + 1]
+    denom = a - 2 * b + c
+    return float(k + (0.5 * (a - c) / denom if denom < 0 else 0.0))
+
+
+def _line_peaks(profile: npt.NDArray[np.float64], space: float) -> list[tuple[float, float]]:
+    """Sharp peaks of the row projection: (row centre, strength), strongest lines kept."""
+    half = max(1, int(round(space / 2)))
+    base = ndimage.minimum_filter1d(profile, size=2 * half + 1)
+    base = ndimage.maximum_filter1d(base, size=2 * half + 1)  # opening: follows broad humps
+    detail = np.maximum(profile - base, 0.0)
+    smooth = np.convolve(detail, np.ones(3), mode="same")
+    is_max = (smooth >= np.roll(smooth, 1)) & (smooth > np.roll(smooth, -1)) & (smooth > 0)
+    idx = np.nonzero(is_max)[0]
+    if idx.size == 0:
+        return []
+    strengths = smooth[idx]
+    reference = float(np.median(np.sort(strengths)[-10:]))
+    keep = strengths >= 0.1 * reference
+    peaks = []
+    for r in idx[keep]:
+        lo, hi = max(r - 1, 0), min(r + 2, detail.size)
+        w = detail[lo:hi]
+        centre = float((np.arange(lo, hi) * w).sum() / max(w.sum(), 1e-9)) + 0.5
+        peaks.append((centre, float(smooth[r])))
+    return peaks
+
+
+def _find_staves(
+    sheared: Floats, profile: npt.NDArray[np.float64], space: float
+) -> list[_RawStaff]:
+    """Chains of 5 equally spaced projection peaks whose lines run together over many columns.
+
+    Every peak may start a chain; a ledger line or beam above a staff also starts one (with four
+    staff lines), so overlapping chains compete and the one whose weakest line is strongest wins.
+    """
+    peaks = _line_peaks(profile, space)
+    ys = np.array([p[0] for p in peaks])
+    strength = np.array([p[1] for p in peaks])
+    chains: list[tuple[float, tuple[float, ...]]] = []
+    for i in range(len(peaks)):
+        for s in _spacing_candidates(ys, i, space):
+            chain = _chain(ys, strength, float(ys[i]), s)
+            if chain is not None:
+                chains.append(chain)
+    chains.sort(key=lambda c: -c[0])
+    staves: list[_RawStaff] = []
+    taken: list[tuple[float, float]] = []  # y ranges of accepted staves
+    for _, lines in chains:
+        lo, hi = lines[0], lines[-1]
+        if any(lo <= b and hi >= a for a, b in taken):
+            continue
+        staff = _verify_staff(sheared, lines)
+        if staff is not None:
+            staves.append(staff)
+            taken.append((lo, hi))
+    staves.sort(key=lambda st: st.lines[0])
+    return staves
+
+
+def _spacing_candidates(ys: npt.NDArray[np.float64], i: int, space: float) -> list[float]:
+    """Distances from peak i to the following peaks that could be its staff's line spacing."""
+    d = ys[i + 1 :] - ys[i]
+    ok = d[(d >= 0.6 * space) & (d <= 1.6 * space)]
+    return sorted(ok.tolist(), key=lambda v: abs(v - space))[:3]
+
+
+def _chain(
+    ys: npt.NDArray[np.float64], strength: npt.NDArray[np.float64], y0: float, s: float
+) -> tuple[float, tuple[float, ...]] | None:
+    """Five peaks from y0 down, each about s below the previous: (weakest strength, rows)."""
+    tol = max(1.5, 0.15 * s)
+    lines = [y0]
+    weakest = float(strength[int(np.argmin(np.abs(ys - y0)))])
+    step = s
+    for _ in range(STAFF_LINES - 1):
+        expected = lines[-1] + step
+        j = int(np.argmin(np.abs(ys - expected)))
+        if abs(ys[j] - expected) > tol:
+            return None
+        lines.append(float(ys[j]))
+        weakest = min(weakest, float(strength[j]))
+        step = (lines[-1] - lines[0]) / (len(lines) - 1)
+    return weakest, tuple(lines)
+
+
+def _verify_staff(sheared: Floats, lines: tuple[float, ...]) -> _RawStaff | None:
+    """The longest column run where >= 4 of the 5 lines carry ink and the spaces mostly do not."""
+    s = (lines[-1] - lines[0]) / (len(lines) - 1)
+    h = sheared.shape[0]
+    half = max(1, int(round(0.2 * s)))
+
+    def band(y: float) -> Floats:
+        r = int(math.floor(y))
+        lo, hi = max(r - half, 0), min(r + half + 1, h)
+        out: Floats = sheared[lo:hi].sum(axis=0)
+        return out
+
+    line_ink = np.stack([band(y) for y in lines])  # (5, W): ink integral across each line
+    column_level = np.median(line_ink, axis=0)
+    filled = column_level[column_level > 0.2]
+    if filled.size < 6 * s:
+        return None
+    level = float(np.percentile(filled, 75))  # a line's ink integral inside the staff
+    present = (line_ink >= 0.4 * level).sum(axis=0) >= STAFF_LINES - 1
+    gap = max(1, int(round(0.5 * s)))
+    closed = ndimage.binary_closing(present, structure=np.ones(gap), border_value=0)
+    closed |= present
+    labels, n = ndimage.label(closed)
+    if n == 0:
+        return None
+    sizes = np.bincount(labels)[1:]
+    k = int(np.argmax(sizes)) + 1
+    cols = np.nonzero(labels == k)[0]
+    x0, x1 = int(cols[0]), int(cols[-1]) + 1
+    if x1 - x0 < 8 * s:
+        return None
+    if present[x0:x1].mean() < 0.7:
+        return None
+    # the spaces between lines are mostly paper inside a staff (text blocks are not)
+    mids = [(a + b) / 2 for a, b in itertools.pairwise(lines)]
+    space_ink = np.stack([band(y) for y in mids])[:, x0:x1]
+    if float(np.median(space_ink)) > 0.5 * level:
+        return None
+    return _RawStaff(lines, x0, x1)
+
+
+def _group_systems(sheared: Floats, staves: list[_RawStaff]) -> list[list[_RawStaff]]:
+    """Staves whose gap is bridged near their left end (barline, brace, bracket) form a system."""
+    groups: list[list[_RawStaff]] = []
+    for staff in staves:
+        if groups and _connected(sheared, groups[-1][-1], staff):
+            groups[-1].append(staff)
+        else:
+            groups.append([staff])
+    return groups
+
+
+def _connected(sheared: Floats, upper: _RawStaff, lower: _RawStaff) -> bool:
+    s = (upper.lines[-1] - upper.lines[0] + lower.lines[-1] - lower.lines[0]) / 8
+    if abs(upper.x0 - lower.x0) > 2 * s:
+        return False
+    top = int(math.ceil(upper.lines[-1] + 0.3 * s))
+    bottom = int(math.floor(lower.lines[0] - 0.3 * s))
+    if bottom <= top:
+        return True
+    lo = max(int(min(upper.x0, lower.x0) - 2.0 * s), 0)
+    hi = min(int(max(upper.x0, lower.x0) + 0.5 * s) + 1, sheared.shape[1])
+    region = sheared[top:bottom, lo:hi]
+    if region.size == 0:
+        return False
+    smooth = ndimage.uniform_filter(region, size=3, mode="constant")
+    covered = (smooth >= 0.25).any(axis=1)
+    return bool(covered.mean() >= 0.9)
+
+
+def _to_page(
+    group: list[_RawStaff], tan: float, offset: int, factor: int, skew_deg: float
+) -> System:
+    """Map staves from the working frame back to input pixels (undo shear and downsampling).
+
+    Sheared row r' at column x is input row r' + shifts[x], with shifts[x] = round(x tan) + offset;
+    with the continuous convention we use x tan + offset.
+    """
+    staves = []
+    for raw in group:
+        xc = (raw.x0 + raw.x1) / 2
+        lines = tuple((y + xc * tan + offset) * factor for y in raw.lines)
+        staves.append(Staff(lines, raw.x0 * factor, raw.x1 * factor))
+    x0 = min(s.x0 for s in staves)
+    x1 = max(s.x1 for s in staves)
+    top_staff, bottom_staff = group[0], group[-1]
+    ys_top = [
+        (top_staff.lines[0] + x * tan + offset) * factor for x in (top_staff.x0, top_staff.x1)
+    ]
+    ys_bot = [
+        (bottom_staff.lines[-1] + x * tan + offset) * factor
+        for x in (bottom_staff.x0, bottom_staff.x1)
+    ]
+    box = (float(x0), min(ys_top), float(x1), max(ys_bot))
+    return System(box, tuple(staves), skew_deg)
