@@ -27,6 +27,9 @@ AUDIO_SNIPPET_HOP_FRAMES = 18  # hop between the snippets of one passage (0.9 s)
 PAGE_RENDER_DPI = 150.0  # PDF pages are rasterised at this resolution for detection
 PDF_POINTS_PER_INCH = 72.0  # PDF user-space unit
 STAFF_LINES = 5  # lines per staff in common Western notation
+PAGE_MAX_PIXELS = 36_000_000  # pages are rendered at most this large (px), e.g. 6000 x 6000
+DETECT_MAX_PIXELS = 4_000_000  # staff detection block-averages larger pages below this (px)
+MAX_SKEW_DEG = 3.0  # staff detection searches page skew within +-3 degrees
 
 # --- sheet snippets ---------------------------------------------------------------------------
 STAFF_SPACE_PX = 8.0  # distance between staff lines after strip normalisation (before halving)
@@ -57,3 +60,56 @@ PASSAGE_MARGIN = 0.3  # hinge-loss margin on cosine similarity, passage models
 SNIPPET_MARGIN = 0.7  # hinge-loss margin, snippet baseline
 LEARNING_RATE = 3e-3  # AdamW
 BATCH_SIZE = 64  # passage pairs per step; the other pairs of the batch are the negatives
+
+
+# --- corpus (synthetic aligned training data: engrave -> align -> perform -> synthesise) ------
+CORPUS_MUSIC_FONTS_TRAIN = ("Leipzig", "Bravura", "Gootville", "Leland")  # verovio SMuFL fonts
+CORPUS_MUSIC_FONT_TEST = "Petaluma"  # held out: engraves the test split only
+CORPUS_SOUNDFONTS_TRAIN = (  # searched in CORPUS_SOUNDFONT_DIRS by file name
+    "FluidR3_GM.sf2",
+    "TimGM6mb.sf2",
+)
+CORPUS_SOUNDFONT_TEST = "MuseScore_General.sf3"  # held out: renders the test split only
+CORPUS_SOUNDFONT_DIRS = ("/usr/share/sounds/sf2", "/usr/share/sounds/sf3")  # Debian locations
+CORPUS_PIANO_PROGRAMS = (0, 1, 2, 3, 4, 5)  # GM programs: grands, honky-tonk, electric pianos
+CORPUS_PIANO_PROGRAM_WEIGHTS = (0.4, 0.2, 0.15, 0.1, 0.075, 0.075)  # draw probabilities
+CORPUS_SPLIT_FRACTIONS = (("train", 0.75), ("valid", 0.10), ("test", 0.15))  # of groups
+CORPUS_PERFORMANCES_PER_PIECE = (1, 2)  # each piece is rendered 1 or 2 times (drawn uniformly)
+CORPUS_TEMPO_SCALE_RANGE = (0.7, 1.3)  # global tempo factor: audio plays 0.7x to 1.3x as fast
+CORPUS_RUBATO_DEPTH_RANGE = (0.0, 0.12)  # peak relative deviation of the smooth local tempo
+CORPUS_RUBATO_PERIOD_S = (4.0, 12.0)  # score-time periods of the tempo wobble, s
+CORPUS_FINAL_RITARDANDO_S = (1.5, 4.0)  # score seconds before the end over which tempo slows
+CORPUS_FINAL_RITARDANDO_DEPTH = (0.2, 0.45)  # tempo at the very end is (1 - depth) x
+CORPUS_PHRASE_RITARDANDO_DEPTH = (0.0, 0.2)  # slowing at phrase ends (fermatas, long notes)
+CORPUS_VELOCITY_RANGE = (30, 115)  # MIDI velocity clip range
+CORPUS_VELOCITY_BASE = (55, 90)  # piece-level mean MIDI velocity
+CORPUS_LEGATO_RANGE = (0.55, 1.05)  # sounding length / written length, piece level
+CORPUS_STACCATO_PROBABILITY = 0.15  # chance that a phrase (system-length span) is played staccato
+CORPUS_PEDAL_PROBABILITY = 0.6  # chance that a performance uses the sustain pedal (CC64)
+CORPUS_PEDAL_LIFT_S = 0.06  # pedal is lifted at a harmony change and pressed this long after
+CORPUS_REVERB_LEVEL_RANGE = (0.0, 0.6)  # fluidsynth reverb level (0..1)
+CORPUS_REVERB_ROOM_RANGE = (0.1, 0.8)  # fluidsynth reverb room size (0..1)
+CORPUS_LEAD_IN_S = (0.2, 1.0)  # silence before the first onset, s
+CORPUS_RELEASE_TAIL_S = 1.0  # audio kept after the last note-off, s
+CORPUS_SYNTH_GAIN = 0.5  # fluidsynth master gain; output is peak-normalised afterwards
+CORPUS_PEAK_RANGE = (0.3, 0.95)  # peak amplitude of the written FLAC (full scale = 1)
+CORPUS_PAGE_SIZES_MM = (  # (name, width, height) in mm
+    ("A4", 210.0, 297.0),
+    ("letter", 215.9, 279.4),
+    ("B4", 250.0, 353.0),
+    ("legal", 215.9, 355.6),
+    ("A4-wide", 240.0, 297.0),
+)
+CORPUS_STAFF_SPACE_PX = (10.0, 12.0)  # target staff-line distance on the rasterised page, px
+CORPUS_STAFF_SPACE_JITTER = 0.15  # +-15 % around that target
+CORPUS_VEROVIO_UNIT_RANGE = (7.5, 11.0)  # verovio `unit` (half a staff space, 0.1 mm): music size
+CORPUS_SPACING_SYSTEM_RANGE = (3, 14)  # verovio spacingSystem, MEI units
+CORPUS_SPACING_STAFF_RANGE = (6, 16)  # verovio spacingStaff, MEI units
+CORPUS_SPACING_LINEAR_RANGE = (0.15, 0.4)  # verovio spacingLinear
+CORPUS_SPACING_NONLINEAR_RANGE = (0.45, 0.75)  # verovio spacingNonLinear
+CORPUS_PAGE_MARGIN_RANGE = (80, 200)  # page margins, 0.1 mm
+CORPUS_ENCODED_BREAKS_PROBABILITY = 0.3  # use the source's system breaks (if any) instead of auto
+CORPUS_MAX_PAGES = 12  # a piece engraving to more pages than this is dropped (too long)
+CORPUS_MAX_AUDIO_S = 600.0  # a performance longer than this is dropped, s
+CORPUS_DEFAULT_WORKERS = 2  # build processes
+CORPUS_TIME_DECIMALS = 4  # seconds in piece.json are rounded to 0.1 ms

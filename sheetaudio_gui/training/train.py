@@ -234,7 +234,7 @@ def train_on_banks(
             rate = pairs_done / (time.perf_counter() - t0)
             record: dict[str, Any] = {
                 "step": step,
-                "loss": round(float(loss), 5),
+                "loss": round(float(loss.detach()), 5),
                 "pairs_per_s": round(rate, 2),
             }
             if step % cfg.eval_every == 0 or step == cfg.steps:

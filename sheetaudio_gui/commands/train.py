@@ -1,0 +1,55 @@
+"""`sheetaudio train`: staged training on a corpus; rerun the same command to resume."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from sheetaudio_gui.commands.progress import run_with_progress
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "train",
+        help="train the encoders on a corpus (needs the `train` extra)",
+        description="Stages: snippet, gru, finetune, cca; each resumes from RUN/<stage>/last.pt.",
+    )
+    parser.add_argument(
+        "--corpus", type=Path, required=True, help="corpus folder (corpus build --out)"
+    )
+    parser.add_argument("--run", type=Path, required=True, help="folder for checkpoints and logs")
+    parser.add_argument(
+        "--stage",
+        choices=("snippet", "gru", "finetune", "cca", "all"),
+        default="all",
+        help="which stage to run (default: all, in order)",
+    )
+    parser.add_argument(
+        "--steps", type=int, help="optimiser steps of the stage (default per stage)"
+    )
+    parser.add_argument("--batch", type=int, help="pairs per batch (default 64)")
+    parser.add_argument("--eval-every", type=int, default=500, help="validate every N steps")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    parser.set_defaults(handler=train_command)
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from sheetaudio_gui.training.train import STAGES, stage_config, train_stage
+
+    stages = STAGES if args.stage == "all" else (args.stage,)
+    for stage in stages:
+        over = {"eval_every": args.eval_every}
+        if args.batch:
+            over["batch"] = args.batch
+        cfg = stage_config(stage, args.steps, args.device, args.seed, **over)
+        best = run_with_progress(
+            lambda token, cfg=cfg: train_stage(
+                args.corpus, args.run, cfg, cancel=token, threads=args.threads
+            ),
+            label=f"{stage} ",
+        )
+        print(json.dumps({"stage": stage, "best": str(best)}))
+    return 0
