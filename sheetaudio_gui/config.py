@@ -7,6 +7,7 @@ argues otherwise. Code elsewhere imports these names; it never repeats the numbe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 # --- audio -------------------------------------------------------------------------------------
 SAMPLE_RATE_HZ = 22050  # every signal is resampled to this, mono
@@ -113,3 +114,9 @@ CORPUS_MAX_PAGES = 12  # a piece engraving to more pages than this is dropped (t
 CORPUS_MAX_AUDIO_S = 600.0  # a performance longer than this is dropped, s
 CORPUS_DEFAULT_WORKERS = 2  # build processes
 CORPUS_TIME_DECIMALS = 4  # seconds in piece.json are rounded to 0.1 ms
+
+# --- shipped model and default places -------------------------------------------------------
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"  # repo/models (PyInstaller: bundled)
+MODEL_FILE = "sheetaudio-passage.pt"  # the shipped weights inside MODELS_DIR
+MODEL_ENV = "SHEETAUDIO_MODEL"  # environment variable naming another weights file
+APP_NAME = "sheetaudio"  # platformdirs application name (user data: the default library)

@@ -36,7 +36,7 @@ from sheetaudio_gui.training import corpus_format as fmt
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "build_settings.json"  # seed + format of a corpus folder, written at the start
-STAGES = ("engrave", "align", "perform", "synth", "spectrogram", "write")
+STAGES = ("source", "engrave", "align", "perform", "synth", "spectrogram", "write")
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,14 @@ class PieceSource:
             license=str(piece.license),
             has_lyrics=bool(piece.has_lyrics),
         )
+
+
+@dataclass(frozen=True)
+class PlannedSource:
+    """A piece known only by its id: the worker process makes its score (music21 parsing and
+    piano reduction are slow, so they must run in parallel, not in the planning process)."""
+
+    piece_id: str
 
 
 @dataclass
@@ -354,17 +362,32 @@ def _worker_init() -> None:
         pass
 
 
-def _worker(job: tuple[PieceSource, str, int]) -> PieceResult:
+def _worker(job: tuple[PieceSource | PlannedSource, str, int]) -> PieceResult:
     source, pieces_dir, seed = job
+    if isinstance(source, PlannedSource):
+        from sheetaudio_gui.training import sources
+
+        started = time.perf_counter()
+        try:
+            source = PieceSource.of(sources.load_source(source.piece_id, seed))
+        except sources.SourceError as error:
+            return PieceResult(source.piece_id, dropped_reason=f"source: {error}")
+        except Exception as error:  # one unreadable source must not stop the build
+            log.exception("source %s failed", source.piece_id)
+            reason = f"source: unexpected {type(error).__name__}: {error}"
+            return PieceResult(source.piece_id, dropped_reason=reason)
+        seconds = time.perf_counter() - started
+        result = build_piece(source, Path(pieces_dir), seed)
+        result.seconds["source"] = result.seconds.get("source", 0.0) + seconds
+        return result
     return build_piece(source, Path(pieces_dir), seed)
 
 
 def _default_sources(seed: int, limit: int) -> Iterable[Any]:
-    import importlib
+    """The planned pieces of training.sources, by id; each worker makes its own scores."""
+    from sheetaudio_gui.training import sources
 
-    sources = importlib.import_module("sheetaudio_gui.training.sources")
-    pieces: Iterable[Any] = sources.iter_sources(seed, limit)
-    return pieces
+    return [PlannedSource(piece_id) for piece_id, _ in sources.source_ids(seed, limit)]
 
 
 def build_corpus(
@@ -391,12 +414,12 @@ def build_corpus(
     for stale in pieces_dir.glob(".tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
 
-    todo: list[PieceSource] = []
+    todo: list[PieceSource | PlannedSource] = []
     done = 0
-    used: list[dict[str, str]] = []
+    used: list[str] = []
     for piece in (sources or _default_sources)(seed, pieces):
-        source = PieceSource.of(piece)
-        used.append({"id": source.piece_id, "origin": source.origin, "license": source.license})
+        source = piece if isinstance(piece, PlannedSource) else PieceSource.of(piece)
+        used.append(source.piece_id)
         name = fmt.piece_dirname(source.piece_id)
         if (pieces_dir / name / fmt.PIECE_FILE).is_file() or (
             dropped_dir / f"{name}.json"
@@ -438,7 +461,7 @@ def build_corpus(
 
 
 def _run(
-    todo: Sequence[PieceSource],
+    todo: Sequence[PieceSource | PlannedSource],
     pieces_dir: Path,
     seed: int,
     workers: int,
@@ -530,12 +553,19 @@ def _fluidsynth_version() -> str:
     return ".".join(str(p.value) for p in parts)
 
 
+def _collection(origin: str) -> str:
+    """'music21:bach/bwv370.mxl' -> 'music21:bach'; 'procedural:v1:0:365' -> 'procedural:v1'."""
+    scheme, _, rest = origin.partition(":")
+    head = rest.split("/", 1)[0] if "/" in rest else rest.split(":", 1)[0]
+    return f"{scheme}:{head}" if head else scheme
+
+
 def make_manifest(
     out: Path,
     *,
     seed: int,
     command: str,
-    sources_used: Sequence[dict[str, str]],
+    sources_used: Sequence[str],
     workers: int,
     built_now: int,
     stage_seconds: dict[str, float],
@@ -555,7 +585,12 @@ def make_manifest(
     }
     fonts: dict[str, dict[str, int]] = {name: {} for name in splits}
     soundfonts: dict[str, dict[str, int]] = {name: {} for name in splits}
+    origins: dict[str, int] = {}
+    licenses: dict[str, int] = {}
     for piece in fmt.iter_pieces(out):
+        collection = _collection(piece.origin)
+        origins[collection] = origins.get(collection, 0) + 1
+        licenses[piece.license] = licenses.get(piece.license, 0) + 1
         c = splits[piece.split]
         c["pieces"] += 1
         c["pages"] += len(piece.pages)
@@ -572,11 +607,6 @@ def make_manifest(
         json.loads(p.read_text(encoding="utf-8"))
         for p in sorted((out / fmt.DROPPED_DIR).glob("*.json"))
     ]
-    origins: dict[str, int] = {}
-    licenses: dict[str, int] = {}
-    for s in sources_used:
-        origins[s["origin"]] = origins.get(s["origin"], 0) + 1
-        licenses[s["license"]] = licenses.get(s["license"], 0) + 1
     total_pieces = sum(c["pieces"] for c in splits.values())
     return {
         "format_version": fmt.FORMAT_VERSION,
@@ -587,7 +617,11 @@ def make_manifest(
             "music_font": config.CORPUS_MUSIC_FONT_TEST,
             "soundfont": config.CORPUS_SOUNDFONT_TEST,
         },
-        "sources": {"pieces": len(sources_used), "origins": origins, "licenses": licenses},
+        "sources": {
+            "planned": len(sources_used),
+            "built_by_collection": origins,
+            "licenses": licenses,
+        },
         "splits": splits,
         "music_fonts": fonts,
         "soundfonts_used": soundfonts,
