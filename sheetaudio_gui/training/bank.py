@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sheetaudio_gui.config import FRAMES_PER_SECOND, SHEET_SNIPPET_HEIGHT_PX, SPEC_BINS
+from sheetaudio_gui.core.errors import SheetAudioError
 from sheetaudio_gui.core.jobs import CancelToken, Job, Progress
 from sheetaudio_gui.core.snippets import strip_scale, system_strip
 from sheetaudio_gui.training.corpus_format import (
@@ -157,7 +158,10 @@ def build_bank(corpus_dir: Path, split: str, cancel: CancelToken | None = None) 
         notes += [(sys0 + g, x, perf0 + k, f) for g, x, k, f in arrays["notes"]]
         pieces.append(piece.id)
     if not pieces:
-        raise ValueError(f"{corpus_dir}: no pieces in split {split!r}")
+        raise SheetAudioError(
+            f"{corpus_dir}: the corpus has no pieces in split {split!r}; build more pieces "
+            "(sheetaudio corpus build --pieces N)"
+        )
     tmp = out.with_name(out.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     np.save(tmp / "strips.npy", np.concatenate(strips, axis=1))

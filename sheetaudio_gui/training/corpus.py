@@ -266,6 +266,10 @@ def _make_piece(
         systems=tuple(systems),
         performances=tuple(performances),
         tied_noteheads=tuple(tied),
+        score_notes=tuple(
+            fmt.ScoreNoteRecord(n.note_id, int(n.pitch), float(n.onset_s), float(n.offset_s))
+            for n in struck
+        ),
     )
 
 

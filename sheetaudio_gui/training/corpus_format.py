@@ -96,6 +96,16 @@ class PerformanceRecord:
 
 
 @dataclass(frozen=True)
+class ScoreNoteRecord:
+    """One note of the score's MIDI: the notehead that starts it, pitch, score-time onset/offset."""
+
+    note_id: str
+    pitch: int  # MIDI note number
+    onset_s: float  # at the score's encoded tempo, repeats expanded
+    offset_s: float
+
+
+@dataclass(frozen=True)
 class CorpusPiece:
     id: str
     group: str
@@ -111,6 +121,8 @@ class CorpusPiece:
     systems: tuple[SystemRef, ...]
     performances: tuple[PerformanceRecord, ...]
     tied_noteheads: tuple[str, ...]
+    # the score's own notes at its encoded tempo (repeats expanded): what a MIDI export plays
+    score_notes: tuple[ScoreNoteRecord, ...] = ()
     directory: Path = Path()  # where piece.json was read from (not stored)
 
     def page_path(self, page: int) -> Path:
@@ -197,6 +209,10 @@ class CorpusPiece:
                 for r in self.performances
             ],
             "tied_noteheads": list(self.tied_noteheads),
+            "score_notes": [
+                [n.note_id, n.pitch, round(n.onset_s, 4), round(n.offset_s, 4)]
+                for n in self.score_notes
+            ],
         }
 
 
@@ -265,6 +281,10 @@ def piece_from_json(data: dict[str, Any], directory: Path = Path()) -> CorpusPie
         ),
         performances=performances,
         tied_noteheads=tuple(str(t) for t in data.get("tied_noteheads", ())),
+        score_notes=tuple(
+            ScoreNoteRecord(str(i), int(p), float(on), float(off))
+            for i, p, on, off in data.get("score_notes", ())
+        ),
         directory=directory,
     )
 
