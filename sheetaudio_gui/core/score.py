@@ -7,10 +7,14 @@ Pages are read with pymupdf: PDFs are rasterised at `PAGE_RENDER_DPI` (units: PD
 Staff systems are found without any learned model, because the retrieval models need the systems
 before anything else and must work on any engraving:
 1. ink = darkness relative to a local paper estimate (removes uneven lighting and gray paper);
-2. the page's skew is the shear angle that makes the row projection of the ink sharpest;
+2. the page's skew is the shear angle that makes the row projection of the ink sharpest
+   (ink-weighted, so faint blurred lines count);
 3. in the deskewed page, the row projection has sharp peaks at staff lines; 5 equally spaced
-   peaks whose lines run together over the same columns form a staff (text, lyrics and titles
-   give peaks but never 5 aligned lines over many staff spaces);
+   peaks (one may be missing) whose lines run together over the same columns form a staff,
+   if its spaces are mostly paper, no sixth line continues it (ruled lists, tables), a stroke
+   crosses it from top to bottom line (barline, clef, brace) and symbols cross its lines
+   (notes, stems, clef; text in a table keeps off its rules). Levels are relative to the
+   staff's own line ink, so blurred, faint or gray scans pass the same tests;
 4. consecutive staves whose gap is bridged at their left end (system barline, brace, bracket)
    belong to one system; an unconnected staff is a system of its own.
 Coordinates use the continuous pixel convention: pixel row r covers [r, r + 1).
@@ -42,6 +46,13 @@ from sheetaudio_gui.config import (
 from sheetaudio_gui.core.errors import UnreadableScore
 
 logger = logging.getLogger(__name__)
+
+# Local until moved to config.py: a chain of 5 lines is not a staff when an unbroken sixth line
+# at the same spacing runs along at least this fraction of its length (ruled lists, tables).
+SIXTH_LINE_MAX_FRACTION = 0.5
+# Local until moved to config.py: a staff carries symbols that cross its lines (clef, notes,
+# stems) over at least this many staff spaces of columns; text in a ruled table does not.
+SYMBOLS_ON_LINES_MIN_SPACES = 0.5
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1
 Gray = npt.NDArray[np.uint8]
@@ -246,6 +257,7 @@ class _RawStaff:
     lines: tuple[float, ...]  # row positions (continuous convention)
     x0: int  # first staff column
     x1: int  # one past the last staff column
+    stroke: float = 1.0  # ink at the centre of a staff line: how dark a thin stroke is here
 
 
 def _ink(image: Gray, factor: int) -> Floats:
@@ -282,12 +294,14 @@ def _skew(ink: Floats) -> float:
     Sharpness is the sum of squared projection values; staff lines dominate it when aligned.
     Coarse-to-fine search over +-MAX_SKEW_DEG.
     """
-    ys, xs = np.nonzero(ink[:, ::2] > 0.4)
+    half = ink[:, ::2]
+    ys, xs = np.nonzero(half > 0.05)
     if ys.size < 100:
         return 0.0
     if ys.size > 200_000:
         keep = np.random.default_rng(0).choice(ys.size, 200_000, replace=False)
         ys, xs = ys[keep], xs[keep]
+    weights = half[ys, xs].astype(np.float64)  # faint (blurred) lines still count
     xf = xs.astype(np.float64) * 2
     yf = ys.astype(np.float64)
     h = ink.shape[0]
@@ -295,7 +309,7 @@ def _skew(ink: Floats) -> float:
 
     def sharpness(deg: float) -> float:
         rows = np.round(yf - xf * math.tan(math.radians(deg))).astype(np.int64) + pad
-        counts = np.bincount(rows, minlength=h + 2 * pad).astype(np.float64)
+        counts = np.bincount(rows, weights=weights, minlength=h + 2 * pad)
         return float((counts * counts).sum())
 
     best = 0.0
@@ -385,28 +399,26 @@ def _find_staves(
     """Chains of 5 equally spaced projection peaks whose lines run together over many columns.
 
     Every peak may start a chain; a ledger line or beam above a staff also starts one (with four
-    staff lines), so overlapping chains compete and the one whose weakest line is strongest wins.
+    staff lines), so overlapping chains compete: each is verified on the image, and the one whose
+    five lines are most completely drawn over the longest run wins.
     """
     peaks = _line_peaks(profile, space)
     ys = np.array([p[0] for p in peaks])
-    strength = np.array([p[1] for p in peaks])
-    chains: list[tuple[float, tuple[float, ...]]] = []
+    chains: set[tuple[float, ...]] = set()
     for i in range(len(peaks)):
-        for s in _spacing_candidates(ys, i, space):
-            chain = _chain(ys, strength, float(ys[i]), s)
+        for s in {space, *_spacing_candidates(ys, i, space)}:
+            chain = _chain(ys, float(ys[i]), s)
             if chain is not None:
-                chains.append(chain)
-    chains.sort(key=lambda c: -c[0])
+                chains.add(chain)
+    rows = _RowBands(sheared)
+    verified = [v for v in (_verify_staff(rows, lines) for lines in sorted(chains)) if v]
+    verified.sort(key=lambda v: -v[0])
     staves: list[_RawStaff] = []
-    taken: list[tuple[float, float]] = []  # y ranges of accepted staves
-    for _, lines in chains:
-        lo, hi = lines[0], lines[-1]
-        if any(lo <= b and hi >= a for a, b in taken):
+    for _, staff in verified:
+        lo, hi = staff.lines[0], staff.lines[-1]
+        if any(lo <= b.lines[-1] and hi >= b.lines[0] for b in staves):
             continue
-        staff = _verify_staff(sheared, lines)
-        if staff is not None:
-            staves.append(staff)
-            taken.append((lo, hi))
+        staves.append(staff)
     staves.sort(key=lambda st: st.lines[0])
     return staves
 
@@ -418,44 +430,76 @@ def _spacing_candidates(ys: npt.NDArray[np.float64], i: int, space: float) -> li
     return sorted(ok.tolist(), key=lambda v: abs(v - space))[:3]
 
 
-def _chain(
-    ys: npt.NDArray[np.float64], strength: npt.NDArray[np.float64], y0: float, s: float
-) -> tuple[float, tuple[float, ...]] | None:
-    """Five peaks from y0 down, each about s below the previous: (weakest strength, rows)."""
-    tol = max(1.5, 0.15 * s)
-    lines = [y0]
-    weakest = float(strength[int(np.argmin(np.abs(ys - y0)))])
-    step = s
-    for _ in range(STAFF_LINES - 1):
-        expected = lines[-1] + step
-        j = int(np.argmin(np.abs(ys - expected)))
-        if abs(ys[j] - expected) > tol:
-            return None
-        lines.append(float(ys[j]))
-        weakest = min(weakest, float(strength[j]))
-        step = (lines[-1] - lines[0]) / (len(lines) - 1)
-    return weakest, tuple(lines)
+def _chain(ys: npt.NDArray[np.float64], y0: float, s: float) -> tuple[float, ...] | None:
+    """Five rows from the peak at y0 down, about s apart, or None.
 
+    Peaks near y0 + k s are matched (k = 1..4), a straight line is fitted to the matches, and
+    the peaks are matched again to the fit, so one biased peak (blurred line, notehead on a
+    line) neither derails the chain nor shifts it. One line may lack its peak (faint, or a
+    short staff on a page of long ones): its row comes from the fit and `_verify_staff` checks
+    it on the image.
+    """
 
-def _verify_staff(sheared: Floats, lines: tuple[float, ...]) -> _RawStaff | None:
-    """The longest column run where >= 4 of the 5 lines carry ink and the spaces mostly do not."""
-    s = (lines[-1] - lines[0]) / (len(lines) - 1)
-    h = sheared.shape[0]
-    half = max(1, int(round(0.2 * s)))
-
-    def band(y: float) -> Floats:
-        r = int(math.floor(y))
-        lo, hi = max(r - half, 0), min(r + half + 1, h)
-        out: Floats = sheared[lo:hi].sum(axis=0)
+    def matched(base: float, step: float, slack: float) -> dict[int, float]:
+        tol = max(1.5, 0.2 * step)
+        out: dict[int, float] = {}
+        for k in range(STAFF_LINES):
+            expected = base + k * step
+            j = int(np.argmin(np.abs(ys - expected)))
+            if abs(ys[j] - expected) <= tol + slack * k * step:
+                out[k] = float(ys[j])
         return out
 
-    line_ink = np.stack([band(y) for y in lines])  # (5, W): ink integral across each line
+    first = matched(y0, s, 0.05)
+    if len(first) < STAFF_LINES - 1 or 0 not in first:
+        return None
+    ks = np.array(list(first))
+    step, base = np.polyfit(ks, np.array(list(first.values())), 1)
+    if not 0.8 * s <= step <= 1.25 * s:
+        return None
+    second = matched(float(base), float(step), 0.0)
+    if len(second) < STAFF_LINES - 1:
+        return None
+    return tuple(second.get(k, float(base + k * step)) for k in range(STAFF_LINES))
+
+
+class _RowBands:
+    """Sums of the sheared ink over bands of rows, from a cumulative sum: O(W) per band."""
+
+    def __init__(self, sheared: Floats) -> None:
+        self.ink = sheared
+        self.cum = np.zeros((sheared.shape[0] + 1, sheared.shape[1]), dtype=np.float32)
+        np.cumsum(sheared, axis=0, out=self.cum[1:])
+
+    def band(self, y: float, half: int) -> Floats:
+        """(W,) ink summed over rows floor(y) - half .. floor(y) + half."""
+        r = int(math.floor(y))
+        h = self.ink.shape[0]
+        lo, hi = min(max(r - half, 0), h), min(max(r + half + 1, 0), h)
+        out: Floats = self.cum[hi] - self.cum[lo]
+        return out
+
+
+def _verify_staff(rows: _RowBands, lines: tuple[float, ...]) -> tuple[float, _RawStaff] | None:
+    """Accept a chain of 5 rows as a staff: (score, staff) or None.
+
+    A staff is the longest column run where >= 4 of the 5 lines carry ink, at least 8 staff
+    spaces long, whose spaces are mostly paper, that no sixth line at the same spacing continues
+    (ruled lists and tables), and that a vertical stroke (barline, clef, brace) crosses from top
+    to bottom line. The score prefers chains whose 5 lines are all drawn over the longest run.
+    """
+    s = (lines[-1] - lines[0]) / (len(lines) - 1)
+    half = max(1, int(round(0.2 * s)))
+    line_ink = np.stack([rows.band(y, half) for y in lines])  # (5, W): ink across each line
     column_level = np.median(line_ink, axis=0)
-    filled = column_level[column_level > 0.2]
+    filled = column_level[column_level > 0.05]
     if filled.size < 6 * s:
         return None
-    level = float(np.percentile(filled, 75))  # a line's ink integral inside the staff
-    present = (line_ink >= 0.4 * level).sum(axis=0) >= STAFF_LINES - 1
+    # a bare line's ink integral: most staff columns hold nothing but the lines (blurred or
+    # thin lines are faint, so no absolute level works)
+    level = float(np.median(filled))
+    on = line_ink >= 0.4 * level
+    present = on.sum(axis=0) >= STAFF_LINES - 1
     gap = max(1, int(round(0.5 * s)))
     closed = ndimage.binary_closing(present, structure=np.ones(gap), border_value=0)
     closed |= present
@@ -472,10 +516,74 @@ def _verify_staff(sheared: Floats, lines: tuple[float, ...]) -> _RawStaff | None
         return None
     # the spaces between lines are mostly paper inside a staff (text blocks are not)
     mids = [(a + b) / 2 for a, b in itertools.pairwise(lines)]
-    space_ink = np.stack([band(y) for y in mids])[:, x0:x1]
+    space_ink = np.stack([rows.band(y, half) for y in mids])[:, x0:x1]
     if float(np.median(space_ink)) > 0.5 * level:
         return None
-    return _RawStaff(lines, x0, x1)
+    # a staff has exactly five lines: an unbroken sixth at the same spacing over the same
+    # columns means ruled paper, a ruled list or a table (ledger lines are short pieces)
+    for y in (lines[0] - s, lines[-1] + s):
+        beyond = np.max([rows.band(y + d, half)[x0:x1] for d in (-1, 0, 1)], axis=0)
+        if _longest_run(beyond >= 0.4 * level) >= SIXTH_LINE_MAX_FRACTION * (x1 - x0):
+            return None
+    centre = [rows.ink[max(int(y) - half, 0) : int(y) + half + 1, x0:x1].max(axis=0) for y in lines]
+    stroke = float(np.median(np.stack(centre)[on[:, x0:x1]]))
+    if not _crossed_by_stroke(rows.ink, lines, x0, x1, stroke):
+        return None
+    if _symbols_on_lines(rows.ink, lines, x0, x1, stroke) < SYMBOLS_ON_LINES_MIN_SPACES * s:
+        return None
+    completeness = float(on[:, x0:x1].mean())
+    return (x1 - x0) * completeness, _RawStaff(lines, x0, x1, stroke)
+
+
+def _longest_run(mask: npt.NDArray[np.bool_]) -> int:
+    """Length of the longest run of True in a 1-D mask (one-pixel gaps bridged)."""
+    bridged = mask | (np.roll(mask, 1) & np.roll(mask, -1))
+    if not bridged.any():
+        return 0
+    edges = np.diff(np.concatenate(([0], bridged.astype(np.int8), [0])))
+    starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]
+    return int((ends - starts).max())
+
+
+def _symbols_on_lines(
+    sheared: Floats, lines: tuple[float, ...], x0: int, x1: int, stroke: float
+) -> int:
+    """Columns where ink covers a staff line and the paper just above and below it, without
+    crossing the whole staff: noteheads on lines, stems, clefs, accidentals do; text in a ruled
+    table keeps off its rules (and the table's vertical rules cross everything)."""
+    s = (lines[-1] - lines[0]) / (len(lines) - 1)
+    reach = max(1, int(round(0.4 * s)))
+    top = max(int(math.floor(lines[0])) - reach, 0)
+    ink = sheared[top : int(math.floor(lines[-1])) + reach + 1, x0:x1] >= min(0.3, 0.5 * stroke)
+    crossing = np.zeros(x1 - x0, dtype=bool)
+    for y in lines:
+        r = int(math.floor(y)) - top
+        crossing |= ink[max(r - reach, 0) : r + reach + 1].all(axis=0)
+    staff = ink[int(math.floor(lines[0])) - top : int(math.floor(lines[-1])) + 1 - top]
+    whole = staff.mean(axis=0) >= 0.9
+    whole = ndimage.binary_dilation(whole, iterations=2)
+    return int((crossing & ~whole).sum())
+
+
+def _crossed_by_stroke(
+    sheared: Floats, lines: tuple[float, ...], x0: int, x1: int, stroke: float
+) -> bool:
+    """Does some column near the staff carry ink from its top to its bottom line?
+
+    Barlines, the system line, the treble clef and braces do; text between ruled lines does
+    not. `stroke` is the ink at the centre of the staff lines (faint when blurred), so the
+    threshold follows the page's contrast.
+    """
+    s = (lines[-1] - lines[0]) / (len(lines) - 1)
+    top, bottom = int(math.floor(lines[0])), int(math.floor(lines[-1])) + 1
+    lo = max(x0 - int(round(2 * s)), 0)
+    hi = min(x1 + int(round(s)), sheared.shape[1])
+    region = sheared[top:bottom, lo:hi]
+    if region.size == 0:
+        return False
+    region = ndimage.maximum_filter1d(region, size=3, axis=1)  # residual skew, thin strokes
+    threshold = min(0.3, 0.5 * stroke)
+    return bool(((region >= threshold).mean(axis=0) >= 0.9).any())
 
 
 def _group_systems(sheared: Floats, staves: list[_RawStaff]) -> list[list[_RawStaff]]:
@@ -503,7 +611,7 @@ def _connected(sheared: Floats, upper: _RawStaff, lower: _RawStaff) -> bool:
     if region.size == 0:
         return False
     smooth = ndimage.uniform_filter(region, size=3, mode="constant")
-    covered = (smooth >= 0.25).any(axis=1)
+    covered = (smooth >= min(0.25, 0.3 * min(upper.stroke, lower.stroke))).any(axis=1)
     return bool(covered.mean() >= 0.9)
 
 
