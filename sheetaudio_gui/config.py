@@ -120,3 +120,31 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"  # repo/models (P
 MODEL_FILE = "sheetaudio-passage.pt"  # the shipped weights inside MODELS_DIR
 MODEL_ENV = "SHEETAUDIO_MODEL"  # environment variable naming another weights file
 APP_NAME = "sheetaudio"  # platformdirs application name (user data: the default library)
+
+# --- library: indexing, audio passages, search --------------------------------------------------
+# Audio in the library has no system boundaries, so it is embedded as sliding passages of several
+# lengths. How long is a system? In /work/corpus (227 pieces, 4528 system plays, tempo 0.7-1.3x)
+# a system lasts 3.3 s (5th percentile), 5.1 s (25th), 8.4 s (median), 13.3 s (75th), 25.8 s
+# (95th): three octaves. Passages of 5, 9, 16 and 28 snippets (hop 0.9 s: 4.6, 8.2, 14.5, 25.3 s;
+# ratio ~1.78) leave every system between 4.6 and 25.3 s within a factor 1.34 of some passage.
+AUDIO_PASSAGE_SNIPPETS = (5, 9, 16, 28)  # snippets per indexed audio passage (duration above)
+# Passages start every ~half their length (2.7, 3.6, 7.2, 12.6 s): a system is always covered by
+# a passage that shares >= 3/4 of it, and the index holds 0.87 rows per second of audio, i.e.
+# 3.1 M rows (400 MB as bfloat16) for 1,000 h: brute force stays under the query budget.
+AUDIO_PASSAGE_HOP_SNIPPETS = (3, 4, 8, 14)  # start hop of indexed passages, in snippets (x 0.9 s)
+# A query excerpt is cut more finely (1/4 of the length): only a few query rows, better coverage.
+QUERY_PASSAGE_HOP_SNIPPETS = (1, 2, 4, 7)  # start hop of query passages, in snippets
+ENCODE_BATCH_WINDOWS = 256  # snippets per CNN call: bounds memory, keeps matmuls efficient
+ENCODE_BATCH_PASSAGES = 2048  # passages per GRU call
+LIBRARY_DB_FILE = "library.sqlite"  # SQLite metadata inside the library folder
+LIBRARY_EMBEDDINGS_DIR = "embeddings"  # append-only embedding matrices inside the library folder
+LIBRARY_SCHEMA_VERSION = 1  # bump when the tables change; older libraries are re-created
+SQLITE_BUSY_TIMEOUT_S = 30.0  # a writer waits this long for another thread's transaction
+LIBRARY_COMPACT_DEAD_FRACTION = 0.5  # matrices are rewritten when this share of rows is removed
+HASH_BLOCK_BYTES = 1 << 20  # content hashing reads files in 1 MiB blocks
+SEARCH_CHUNK_ROWS = 262_144  # rows per similarity matmul: 32 MiB of bfloat16, cache-friendly
+SEARCH_SIMILARITY_FLOATS = 1 << 25  # float32 similarities held at once: 128 MiB
+SEARCH_REGIONS_PER_HIT = 5  # system boxes reported per score hit
+SEARCH_SPANS_PER_HIT = 5  # time spans reported per recording hit
+SEARCH_CANDIDATES_PER_QUERY = 200  # best rows kept per query row before grouping by document
+SPAN_MERGE_GAP_S = 2.0  # hits on one recording closer than this are one span

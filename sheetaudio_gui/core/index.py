@@ -1,0 +1,1027 @@
+"""The library: a folder of SQLite metadata and memory-mapped embedding matrices.
+
+```
+FOLDER/library.sqlite                    documents, pages, systems, row ranges, folders (WAL mode)
+FOLDER/embeddings/<matrix>.<gen>.bin     append-only matrices of fixed-width rows
+```
+Matrices: `score_passages` (one 64-d row per system), `score_snippets` (32-d per sheet window),
+`score_window_x` (window centre, page units), `audio_passages` (64-d per sliding passage),
+`audio_spans` (start_s, end_s per passage), `audio_snippets` (32-d per 1 s snippet). Embeddings
+are stored as bfloat16 (16-bit floats with float32's range: half the bytes of float32, like
+float16, but multiplied natively by current CPUs: on the development machine a bfloat16 matmul
+over 3 M rows took a quarter of the time of float16), positions as float32.
+
+Crash safety: a document is written in one SQLite transaction that holds the write lock
+(`BEGIN IMMEDIATE`). Inside it, the document's rows are written to each matrix at the matrix's
+committed end and fsynced, then the row ranges and the new ends are recorded, then the transaction
+commits. A kill before the commit leaves bytes past the committed end, which nothing references and
+the next writer overwrites; a kill after it leaves a complete document. Removed documents leave
+dead rows; when more than half of a matrix is dead it is rewritten into a new generation file
+under the same lock and the old file is deleted after the commit.
+
+Threads: one `Library` per thread (each has its own SQLite connection); writers wait for each
+other through SQLite's busy timeout, readers see other threads' commits at their next search.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import logging
+import os
+import sqlite3
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from sheetaudio_gui.config import (
+    APP_NAME,
+    FRAMES_PER_SECOND,
+    HASH_BLOCK_BYTES,
+    LIBRARY_COMPACT_DEAD_FRACTION,
+    LIBRARY_DB_FILE,
+    LIBRARY_EMBEDDINGS_DIR,
+    LIBRARY_SCHEMA_VERSION,
+    MODEL_ENV,
+    MODEL_FILE,
+    MODELS_DIR,
+    SQLITE_BUSY_TIMEOUT_S,
+)
+from sheetaudio_gui.core.encode import (
+    AudioEncoding,
+    SystemCut,
+    SystemEncoding,
+    cut_systems,
+    embed_cuts,
+    encode_audio,
+)
+from sheetaudio_gui.core.errors import FileProblem, IndexCorrupt, SheetAudioError
+from sheetaudio_gui.core.jobs import CancelToken, Job, Progress
+from sheetaudio_gui.core.models import LoadedModel, load_model
+from sheetaudio_gui.core.score import SCORE_SUFFIXES, Box
+
+log = logging.getLogger(__name__)
+
+Floats = npt.NDArray[np.float32]
+Kind = Literal["score", "audio"]
+State = Literal["indexed", "pending", "failed"]
+
+
+# --- default places ------------------------------------------------------------------------------
+
+
+def default_library_dir() -> Path:
+    """platformdirs' user data folder for sheetaudio, / "library"."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP_NAME)) / "library"
+
+
+def default_model_path() -> Path:
+    """$SHEETAUDIO_MODEL if set, else the shipped weights in `models/`."""
+    env = os.environ.get(MODEL_ENV)
+    return Path(env) if env else MODELS_DIR / MODEL_FILE
+
+
+def _audio_suffixes() -> frozenset[str]:
+    import soundfile
+
+    names = {f".{k.lower()}" for k in soundfile.available_formats()}
+    return frozenset(names | {".aif", ".oga", ".opus", ".wave"})
+
+
+AUDIO_SUFFIXES = _audio_suffixes()
+
+
+def file_kind(path: Path) -> Kind | None:
+    """Kind of document by file suffix: "score", "audio", or None for anything else."""
+    suffix = path.suffix.lower()
+    if suffix in SCORE_SUFFIXES:
+        return "score"
+    if suffix in AUDIO_SUFFIXES:
+        return "audio"
+    return None
+
+
+def hash_file(path: Path) -> str:
+    """SHA-256 of the file's content (hex)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(HASH_BLOCK_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --- bfloat16 storage ----------------------------------------------------------------------------
+
+
+def to_bf16_bits(x: npt.ArrayLike) -> npt.NDArray[np.uint16]:
+    """float array -> the same shape of bfloat16 bit patterns (round to nearest even)."""
+    t = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32)).to(torch.bfloat16)
+    out: npt.NDArray[np.uint16] = t.view(torch.int16).numpy().view(np.uint16)
+    return out
+
+
+def bf16_tensor(bits: npt.NDArray[np.uint16]) -> torch.Tensor:
+    """bfloat16 bit patterns (numpy, may be a memmap) -> a bfloat16 tensor sharing the memory."""
+    with warnings.catch_warnings():  # read-only memory maps: the tensor is never written
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(bits.view(np.int16)).view(torch.bfloat16)
+
+
+def from_bf16_bits(bits: npt.NDArray[np.uint16]) -> Floats:
+    out: Floats = bf16_tensor(np.ascontiguousarray(bits)).float().numpy()
+    return out
+
+
+@dataclass(frozen=True)
+class MatrixSpec:
+    columns: int
+    dtype: type[np.generic]  # storage dtype: uint16 = bfloat16 bits
+
+
+MATRICES: dict[str, MatrixSpec] = {
+    "score_passages": MatrixSpec(64, np.uint16),
+    "score_snippets": MatrixSpec(32, np.uint16),
+    "score_window_x": MatrixSpec(1, np.float32),
+    "audio_passages": MatrixSpec(64, np.uint16),
+    "audio_spans": MatrixSpec(2, np.float32),
+    "audio_snippets": MatrixSpec(32, np.uint16),
+}
+SCORE_MATRICES = ("score_passages", "score_snippets", "score_window_x")
+AUDIO_MATRICES = ("audio_passages", "audio_spans", "audio_snippets")
+
+
+def _row_bytes(name: str) -> int:
+    spec = MATRICES[name]
+    return spec.columns * np.dtype(spec.dtype).itemsize
+
+
+# --- public records ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Document:
+    id: int
+    path: Path
+    kind: Kind
+    state: State  # "pending": found but not (yet, or not with the current model) embedded
+    error: str | None
+    pages: int | None
+    systems: int | None
+    duration_s: float | None
+
+
+@dataclass
+class AddReport:
+    added: list[Path] = field(default_factory=list)  # newly indexed or re-embedded
+    skipped: list[Path] = field(default_factory=list)  # unchanged
+    removed: list[Path] = field(default_factory=list)  # deleted from disk (rescan)
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # path, reason for people
+
+
+@dataclass(frozen=True)
+class ScoreRows:
+    """The searchable system passages of the current model: row-aligned arrays."""
+
+    passages: torch.Tensor  # (rows, 64) bfloat16 over the memory map (dead rows included)
+    doc: npt.NDArray[np.int64]  # (rows,) document id, -1 for rows not to be searched
+    page: npt.NDArray[np.int32]  # (rows,)
+    system: npt.NDArray[np.int32]  # (rows,) index on the page
+    box: Floats  # (rows, 4) page units
+    ranges: dict[int, tuple[int, int]]  # document id -> (first row, row count)
+
+
+@dataclass(frozen=True)
+class AudioRows:
+    passages: torch.Tensor  # (rows, 64) bfloat16
+    doc: npt.NDArray[np.int64]  # (rows,) document id, -1 for rows not to be searched
+    spans: Floats  # (rows, 2) start_s, end_s (memory map)
+    ranges: dict[int, tuple[int, int]]  # document id -> (first row, row count)
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents(
+    id INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL, kind TEXT NOT NULL, state TEXT NOT NULL,
+    error TEXT, size INTEGER, mtime_ns INTEGER, sha256 TEXT, model_id TEXT,
+    pages INTEGER, systems INTEGER, duration_s REAL, indexed_at REAL);
+CREATE TABLE IF NOT EXISTS pages(
+    doc INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE, page INTEGER NOT NULL,
+    width REAL, height REAL, units TEXT, PRIMARY KEY(doc, page));
+CREATE TABLE IF NOT EXISTS systems(
+    doc INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE, ordinal INTEGER NOT NULL,
+    page INTEGER NOT NULL, idx INTEGER NOT NULL, x0 REAL, y0 REAL, x1 REAL, y1 REAL,
+    snippet_offset INTEGER NOT NULL, snippet_count INTEGER NOT NULL, PRIMARY KEY(doc, ordinal));
+CREATE TABLE IF NOT EXISTS ranges(
+    doc INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE, matrix TEXT NOT NULL,
+    start INTEGER NOT NULL, count INTEGER NOT NULL, PRIMARY KEY(doc, matrix));
+CREATE TABLE IF NOT EXISTS matrices(
+    name TEXT PRIMARY KEY, file TEXT NOT NULL, rows INTEGER NOT NULL, live INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS roots(path TEXT PRIMARY KEY);
+"""
+
+
+# --- the library ---------------------------------------------------------------------------------
+
+
+class Library:
+    """An index of score and audio documents; one object per thread; a context manager."""
+
+    def __init__(self, folder: Path | None = None, model: LoadedModel | None = None) -> None:
+        self.folder = Path(folder) if folder is not None else default_library_dir()
+        self._model = model
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / LIBRARY_EMBEDDINGS_DIR).mkdir(exist_ok=True)
+        self.db_path = self.folder / LIBRARY_DB_FILE
+        self._local_version = 0
+        self._seen: tuple[int, int] | None = None
+        self._score_rows: ScoreRows | None = None
+        self._audio_rows: AudioRows | None = None
+        self._maps: dict[str, tuple[str, int, np.memmap[Any, Any] | None]] = {}
+        try:
+            self._db = sqlite3.connect(
+                self.db_path,
+                timeout=SQLITE_BUSY_TIMEOUT_S,
+                isolation_level=None,  # explicit BEGIN/COMMIT only
+                check_same_thread=False,  # created in one thread, used in another is fine
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._setup()
+        except sqlite3.DatabaseError as error:
+            raise IndexCorrupt(
+                f"{self.db_path}: the library database cannot be read ({error}); move the folder"
+                " away and add the files again"
+            ) from error
+
+    # --- context manager and model ---
+    def __enter__(self) -> Library:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._score_rows = self._audio_rows = None
+        self._maps.clear()
+        self._db.close()
+
+    @property
+    def model(self) -> LoadedModel:
+        """The model embeddings are made with; loaded from `default_model_path()` if not given."""
+        if self._model is None:
+            self._model = load_model(default_model_path())
+        return self._model
+
+    @model.setter
+    def model(self, value: LoadedModel) -> None:
+        self._model = value
+        self._score_rows = self._audio_rows = None
+
+    @property
+    def model_id(self) -> str:
+        return self.model.model_id
+
+    # --- schema and transactions ---
+    def _setup(self) -> None:
+        with self._write():
+            for statement in SCHEMA.strip().split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if row is None:
+                self._db.execute(
+                    "INSERT INTO meta VALUES('schema', ?)", (str(LIBRARY_SCHEMA_VERSION),)
+                )
+            elif int(row[0]) != LIBRARY_SCHEMA_VERSION:
+                raise IndexCorrupt(
+                    f"{self.db_path}: library format {row[0]}, this version reads "
+                    f"{LIBRARY_SCHEMA_VERSION}; make a new library (another --library folder)"
+                )
+            for name in MATRICES:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO matrices VALUES(?, ?, 0, 0)", (name, f"{name}.0.bin")
+                )
+            self._collect_garbage()
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One write transaction holding SQLite's write lock (other writers wait)."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        self._local_version += 1
+
+    def _collect_garbage(self) -> None:
+        """Under the write lock: delete matrix files of old generations, cut uncommitted tails."""
+        current = dict(self._db.execute("SELECT file, rows FROM matrices").fetchall())
+        folder = self.folder / LIBRARY_EMBEDDINGS_DIR
+        for entry in folder.iterdir():
+            if entry.name not in current:
+                try:
+                    entry.unlink()
+                    log.info("removed stale matrix file %s", entry)
+                except OSError as error:  # e.g. still mapped on Windows: next time
+                    log.info("cannot remove %s yet (%s)", entry, error)
+        for name, (file, rows) in self._matrix_rows().items():
+            path = folder / file
+            size = rows * _row_bytes(name)
+            if path.exists() and path.stat().st_size > size:
+                with open(path, "r+b") as f:
+                    f.truncate(size)
+                log.info("cut uncommitted rows from %s", path)
+            del current[file]
+
+    def _matrix_rows(self) -> dict[str, tuple[str, int]]:
+        rows = self._db.execute("SELECT name, file, rows FROM matrices").fetchall()
+        return {str(n): (str(f), int(r)) for n, f, r in rows}
+
+    # --- documents ---
+    def documents(self, kind: str | None = None) -> list[Document]:
+        """Every document (of `kind` if given), ordered by path."""
+        query = (
+            "SELECT id, path, kind, state, error, pages, systems, duration_s, model_id "
+            "FROM documents"
+        )
+        args: tuple[Any, ...] = ()
+        if kind is not None:
+            query += " WHERE kind = ?"
+            args = (kind,)
+        out = []
+        model_id = self._model.model_id if self._model is not None else None
+        for id_, path, k, state, error, pages, systems, duration, mid in self._db.execute(
+            query + " ORDER BY path", args
+        ):
+            if state == "indexed" and model_id is not None and mid != model_id:
+                state = "pending"  # embedded by another model: re-embedded at the next add
+            out.append(Document(id_, Path(path), k, state, error, pages, systems, duration))
+        return out
+
+    def document(self, path: Path) -> Document | None:
+        key = str(_resolve(path))
+        return next((d for d in self.documents() if str(d.path) == key), None)
+
+    def _doc_id(self, path: Path, kind: Kind) -> int:
+        row = self._db.execute(
+            "SELECT id, kind, state, model_id FROM documents WHERE path = ?", (str(_resolve(path)),)
+        ).fetchone()
+        if row is None:
+            raise FileProblem(path, "is not in the library; add it with `sheetaudio library add`")
+        if row[1] != kind:
+            raise FileProblem(path, f"is a {row[1]} document, not {kind}")
+        if row[2] != "indexed":
+            raise FileProblem(path, f"is {row[2]} in the library; run `sheetaudio library rescan`")
+        if row[3] != self.model_id:
+            raise FileProblem(
+                path, "was indexed with another model; run `sheetaudio library rescan` to re-embed"
+            )
+        return int(row[0])
+
+    def remove(self, path: Path) -> bool:
+        """Forget a document (its rows become dead); True if it was in the library."""
+        with self._write():
+            removed = self._delete(str(_resolve(path)))
+        if removed:
+            self.compact()
+        return removed
+
+    def _delete(self, key: str) -> bool:
+        row = self._db.execute("SELECT id FROM documents WHERE path = ?", (key,)).fetchone()
+        if row is None:
+            return False
+        for matrix, count in self._db.execute(
+            "SELECT matrix, count FROM ranges WHERE doc = ?", (row[0],)
+        ).fetchall():
+            self._db.execute("UPDATE matrices SET live = live - ? WHERE name = ?", (count, matrix))
+        self._db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
+        return True
+
+    # --- adding ---
+    def add(self, paths: Sequence[Path], cancel: CancelToken | None = None) -> Job[AddReport]:
+        """Index files and folders (recursively); unchanged files are skipped, changed or
+        differently-embedded ones re-embedded. Yields Progress per document; cancellable between
+        documents (raises Cancelled; what was committed stays)."""
+        report = AddReport()
+        files: list[Path] = []
+        roots: list[str] = []
+        for p in paths:
+            path = _resolve(Path(p))
+            if path.is_dir():
+                roots.append(str(path))
+                files.extend(_walk(path))
+            elif path.is_file() and file_kind(path) is not None:
+                files.append(path)
+            elif not path.exists():
+                report.failed.append((path, "not found; check the path"))
+            else:
+                report.failed.append(
+                    (path, "not a score (PDF, PNG, JPEG, TIFF) or audio file the library reads")
+                )
+        with self._write():
+            for root in roots:
+                self._db.execute("INSERT OR IGNORE INTO roots VALUES(?)", (root,))
+        yield from self._index(list(dict.fromkeys(files)), report, cancel)
+        return report
+
+    def rescan(self, cancel: CancelToken | None = None) -> Job[AddReport]:
+        """Drop documents whose files are gone, index new files in the added folders, re-embed
+        changed files and documents of another model."""
+        report = AddReport()
+        with self._write():
+            for (key,) in self._db.execute("SELECT path FROM documents").fetchall():
+                if not Path(key).is_file():
+                    self._delete(key)
+                    report.removed.append(Path(key))
+        files = [Path(p) for (p,) in self._db.execute("SELECT path FROM documents").fetchall()]
+        for (root,) in self._db.execute("SELECT path FROM roots").fetchall():
+            if Path(root).is_dir():
+                files.extend(_walk(Path(root)))
+        yield from self._index(list(dict.fromkeys(files)), report, cancel)
+        if report.removed:
+            self.compact()
+        return report
+
+    def _index(
+        self, files: list[Path], report: AddReport, cancel: CancelToken | None
+    ) -> Iterator[Progress]:
+        total = len(files)
+        yield Progress(0, total, "checking files")
+        todo: list[tuple[Path, Kind, os.stat_result]] = []
+        for path in files:
+            kind = file_kind(path)
+            assert kind is not None
+            try:
+                stat = path.stat()
+            except OSError as error:
+                report.failed.append((path, f"cannot be read ({error.strerror})"))
+                continue
+            if self._unchanged(path, stat):
+                report.skipped.append(path)
+            else:
+                todo.append((path, kind, stat))
+        with self._write():  # known but not yet embedded: a killed run resumes from these
+            for path, kind, stat in todo:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO documents(path, kind, state, size, mtime_ns) "
+                    "VALUES(?, ?, 'pending', ?, ?)",
+                    (str(path), kind, stat.st_size, stat.st_mtime_ns),
+                )
+        done = total - len(todo)
+        yield Progress(done, total, f"{len(todo)} file(s) to index")
+        model = self.model
+        with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="decode") as pool:
+            # decode (render + detect, or spectrogram) the next file while this one is embedded
+            futures = [pool.submit(_prepare, path, kind) for path, kind, _ in todo[:1]]
+            for i, (path, kind, stat) in enumerate(todo):
+                if cancel is not None and cancel.cancelled:
+                    for f in futures:
+                        f.cancel()
+                    cancel.raise_if_cancelled()
+                prepared = futures[i].result()
+                if i + 1 < len(todo):
+                    futures.append(pool.submit(_prepare, todo[i + 1][0], todo[i + 1][1]))
+                digest = prepared.sha256
+                if digest is not None and self._same_content(path, digest, stat):
+                    report.skipped.append(path)
+                elif prepared.error is not None:
+                    self._commit_failure(path, kind, stat, digest, prepared.error)
+                    report.failed.append((path, prepared.error))
+                else:
+                    try:
+                        self._commit(path, kind, stat, digest, prepared, model)
+                        report.added.append(path)
+                    except SheetAudioError as error:
+                        self._commit_failure(path, kind, stat, digest, str(error))
+                        report.failed.append((path, str(error)))
+                futures[i] = _DONE
+                done += 1
+                yield Progress(done, total, f"indexed {path.name}")
+
+    def _unchanged(self, path: Path, stat: os.stat_result) -> bool:
+        row = self._db.execute(
+            "SELECT size, mtime_ns, state, model_id FROM documents WHERE path = ?", (str(path),)
+        ).fetchone()
+        if row is None or row[2] == "pending":
+            return False
+        same_file = row[0] == stat.st_size and row[1] == stat.st_mtime_ns
+        return bool(same_file and (row[2] == "failed" or row[3] == self.model_id))
+
+    def _same_content(self, path: Path, digest: str, stat: os.stat_result) -> bool:
+        """Touched but identical content, embedded by this model: record the new mtime, skip."""
+        row = self._db.execute(
+            "SELECT sha256, state, model_id FROM documents WHERE path = ?", (str(path),)
+        ).fetchone()
+        if row is None or row[0] != digest or row[1] != "indexed" or row[2] != self.model_id:
+            return False
+        with self._write():
+            self._db.execute(
+                "UPDATE documents SET size = ?, mtime_ns = ? WHERE path = ?",
+                (stat.st_size, stat.st_mtime_ns, str(path)),
+            )
+        return True
+
+    def _commit_failure(
+        self, path: Path, kind: Kind, stat: os.stat_result, digest: str | None, error: str
+    ) -> None:
+        log.warning("%s", error)
+        with self._write():
+            self._delete(str(path))
+            self._db.execute(
+                "INSERT INTO documents(path, kind, state, error, size, mtime_ns, sha256, model_id,"
+                " indexed_at) VALUES(?, ?, 'failed', ?, ?, ?, ?, ?, ?)",
+                (
+                    str(path),
+                    kind,
+                    error,
+                    stat.st_size,
+                    stat.st_mtime_ns,
+                    digest,
+                    self.model_id,
+                    time.time(),
+                ),
+            )
+
+    def _commit(
+        self,
+        path: Path,
+        kind: Kind,
+        stat: os.stat_result,
+        digest: str | None,
+        prepared: _Prepared,
+        model: LoadedModel,
+    ) -> None:
+        """Embed a decoded document and write it in one transaction."""
+        if kind == "score":
+            encodings = embed_cuts(model, prepared.cuts)
+            self.write_score(path, stat, digest, prepared.page_sizes, encodings)
+        else:
+            assert prepared.spectrogram is not None
+            encoding = encode_audio(model, prepared.spectrogram)
+            self.write_audio(
+                path, stat, digest, prepared.spectrogram.shape[1] / FRAMES_PER_SECOND, encoding
+            )
+
+    def write_score(
+        self,
+        path: Path,
+        stat: os.stat_result | None,
+        digest: str | None,
+        page_sizes: Sequence[tuple[float, float, str]],
+        systems: Sequence[SystemEncoding],
+    ) -> None:
+        """Record a score's embeddings (systems in reading order) in one transaction.
+
+        Public for benchmarks and tools that make embeddings themselves.
+        """
+        counts = [len(s.snippets) for s in systems]
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        arrays = {
+            "score_passages": np.stack([s.passage for s in systems]) if systems else None,
+            "score_snippets": np.concatenate([s.snippets for s in systems]) if systems else None,
+            "score_window_x": np.concatenate([s.window_x for s in systems])[:, None]
+            if systems
+            else None,
+        }
+        with self._write():
+            doc = self._new_document(path, "score", stat, digest)
+            self._db.execute(
+                "UPDATE documents SET pages = ?, systems = ? WHERE id = ?",
+                (len(page_sizes), len(systems), doc),
+            )
+            self._db.executemany(
+                "INSERT INTO pages VALUES(?, ?, ?, ?, ?)",
+                [(doc, i, w, h, u) for i, (w, h, u) in enumerate(page_sizes)],
+            )
+            self._db.executemany(
+                "INSERT INTO systems VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (doc, k, s.page, s.index, *map(float, s.box), int(offsets[k]), counts[k])
+                    for k, s in enumerate(systems)
+                ],
+            )
+            self._append(doc, arrays)
+
+    def write_audio(
+        self,
+        path: Path,
+        stat: os.stat_result | None,
+        digest: str | None,
+        duration_s: float,
+        encoding: AudioEncoding,
+    ) -> None:
+        """Record a recording's embeddings in one transaction (public for benchmarks)."""
+        arrays = {
+            "audio_passages": encoding.passages,
+            "audio_spans": encoding.passage_spans,
+            "audio_snippets": encoding.snippets,
+        }
+        with self._write():
+            doc = self._new_document(path, "audio", stat, digest)
+            self._db.execute("UPDATE documents SET duration_s = ? WHERE id = ?", (duration_s, doc))
+            self._append(doc, {k: (v if len(v) else None) for k, v in arrays.items()})
+
+    def _new_document(
+        self, path: Path, kind: Kind, stat: os.stat_result | None, digest: str | None
+    ) -> int:
+        key = str(_resolve(path))
+        self._delete(key)
+        cursor = self._db.execute(
+            "INSERT INTO documents(path, kind, state, size, mtime_ns, sha256, model_id, indexed_at)"
+            " VALUES(?, ?, 'indexed', ?, ?, ?, ?, ?)",
+            (
+                key,
+                kind,
+                stat.st_size if stat else None,
+                stat.st_mtime_ns if stat else None,
+                digest,
+                self.model_id,
+                time.time(),
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return int(cursor.lastrowid)
+
+    def _append(self, doc: int, arrays: dict[str, npt.NDArray[Any] | None]) -> None:
+        """Inside a write transaction: write rows at each matrix's end, fsync, record ranges."""
+        ends = self._matrix_rows()
+        folder = self.folder / LIBRARY_EMBEDDINGS_DIR
+        for name, values in arrays.items():
+            if values is None:
+                continue
+            spec = MATRICES[name]
+            data = to_bf16_bits(values) if spec.dtype == np.uint16 else values.astype(spec.dtype)
+            data = np.ascontiguousarray(data.reshape(-1, spec.columns))
+            file, start = ends[name]
+            with open(folder / file, "ab") as f:  # create if missing
+                pass
+            with open(folder / file, "r+b") as f:
+                f.seek(start * _row_bytes(name))
+                f.write(data.tobytes())
+                f.flush()
+                os.fsync(f.fileno())
+            n = len(data)
+            self._db.execute("INSERT INTO ranges VALUES(?, ?, ?, ?)", (doc, name, start, n))
+            self._db.execute(
+                "UPDATE matrices SET rows = rows + ?, live = live + ? WHERE name = ?",
+                (n, n, name),
+            )
+
+    # --- compaction ---
+    def compact(self, force: bool = False) -> bool:
+        """Rewrite matrices whose dead share exceeds the threshold; True if any was rewritten."""
+        stats = self._db.execute("SELECT name, rows, live FROM matrices").fetchall()
+        due = [
+            n
+            for n, rows, live in stats
+            if rows > 0 and (force or (rows - live) / rows > LIBRARY_COMPACT_DEAD_FRACTION)
+        ]
+        if not due:
+            return False
+        folder = self.folder / LIBRARY_EMBEDDINGS_DIR
+        old_files = []
+        with self._write():
+            for name in due:
+                file = self._matrix_rows()[name][0]
+                generation = int(file.split(".")[-2]) + 1
+                new_file = f"{name}.{generation}.bin"
+                row_bytes = _row_bytes(name)
+                ranges = self._db.execute(
+                    "SELECT doc, start, count FROM ranges WHERE matrix = ? ORDER BY start", (name,)
+                ).fetchall()
+                position = 0
+                with open(folder / file, "rb") as src, open(folder / new_file, "wb") as dst:
+                    for doc, start, count in ranges:
+                        src.seek(start * row_bytes)
+                        dst.write(src.read(count * row_bytes))
+                        self._db.execute(
+                            "UPDATE ranges SET start = ? WHERE doc = ? AND matrix = ?",
+                            (position, doc, name),
+                        )
+                        position += count
+                    dst.flush()
+                    os.fsync(dst.fileno())
+                self._db.execute(
+                    "UPDATE matrices SET file = ?, rows = ?, live = ? WHERE name = ?",
+                    (new_file, position, position, name),
+                )
+                old_files.append(folder / file)
+        self._maps.clear()
+        for path in old_files:
+            try:
+                path.unlink()
+            except OSError as error:  # mapped elsewhere (Windows): removed at the next open
+                log.info("cannot remove %s yet (%s)", path, error)
+        return True
+
+    # --- reading embeddings ---
+    def _map(self, name: str) -> npt.NDArray[Any]:
+        """The committed rows of a matrix as a read-only memory map: (rows, columns)."""
+        file, rows = self._matrix_rows()[name]
+        cached = self._maps.get(name)
+        if cached is not None and cached[0] == file and cached[1] == rows:
+            mm = cached[2]
+        else:
+            spec = MATRICES[name]
+            mm = None
+            if rows > 0:
+                mm = np.memmap(
+                    self.folder / LIBRARY_EMBEDDINGS_DIR / file,
+                    dtype=spec.dtype,
+                    mode="r",
+                    shape=(rows, spec.columns),
+                )
+            self._maps[name] = (file, rows, mm)
+        if mm is None:
+            return np.zeros((0, MATRICES[name].columns), MATRICES[name].dtype)
+        return mm
+
+    def _range(self, doc: int, matrix: str) -> tuple[int, int]:
+        row = self._db.execute(
+            "SELECT start, count FROM ranges WHERE doc = ? AND matrix = ?", (doc, matrix)
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row is not None else (0, 0)
+
+    def systems(self, path: Path) -> list[SystemEncoding]:
+        """The stored systems of an indexed score, in reading order."""
+        doc = self._doc_id(path, "score")
+        p0, _ = self._range(doc, "score_passages")
+        s0, _ = self._range(doc, "score_snippets")
+        passages = self._map("score_passages")
+        snippets = self._map("score_snippets")
+        xs = self._map("score_window_x")
+        out = []
+        for ordinal, page, idx, x0, y0, x1, y1, off, count in self._db.execute(
+            "SELECT ordinal, page, idx, x0, y0, x1, y1, snippet_offset, snippet_count "
+            "FROM systems WHERE doc = ? ORDER BY ordinal",
+            (doc,),
+        ).fetchall():
+            lo = s0 + off
+            out.append(
+                SystemEncoding(
+                    page=int(page),
+                    index=int(idx),
+                    box=(float(x0), float(y0), float(x1), float(y1)),
+                    window_x=np.array(xs[lo : lo + count, 0], dtype=np.float32),
+                    snippets=from_bf16_bits(snippets[lo : lo + count]),
+                    passage=from_bf16_bits(passages[p0 + ordinal]),
+                )
+            )
+        return out
+
+    def audio(self, path: Path) -> AudioEncoding:
+        """The stored snippets and passages of an indexed recording."""
+        doc = self._doc_id(path, "audio")
+        s0, sn = self._range(doc, "audio_snippets")
+        p0, pn = self._range(doc, "audio_passages")
+        from sheetaudio_gui.core.encode import SNIPPET_HOP_S
+
+        return AudioEncoding(
+            snippet_start_s=(np.arange(sn) * SNIPPET_HOP_S).astype(np.float32),
+            snippets=from_bf16_bits(self._map("audio_snippets")[s0 : s0 + sn]),
+            passage_spans=np.array(self._map("audio_spans")[p0 : p0 + pn], dtype=np.float32),
+            passages=from_bf16_bits(self._map("audio_passages")[p0 : p0 + pn]),
+        )
+
+    def page_size(self, path: Path, page: int) -> tuple[float, float, str] | None:
+        row = self._db.execute(
+            "SELECT p.width, p.height, p.units FROM pages p JOIN documents d ON d.id = p.doc "
+            "WHERE d.path = ? AND p.page = ?",
+            (str(_resolve(path)), page),
+        ).fetchone()
+        return (float(row[0]), float(row[1]), str(row[2])) if row else None
+
+    def paths(self, ids: Sequence[int] | None = None) -> dict[int, Path]:
+        """Document id -> path (of the given ids only, if given)."""
+        if ids is None:
+            rows = self._db.execute("SELECT id, path FROM documents").fetchall()
+        else:
+            marks = ",".join("?" * len(ids))
+            rows = self._db.execute(
+                f"SELECT id, path FROM documents WHERE id IN ({marks})", tuple(ids)
+            ).fetchall()
+        return {int(i): Path(p) for i, p in rows}
+
+    def _changed(self) -> bool:
+        """Whether anything was committed (here or by another connection) since the last look."""
+        version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        now = (version, self._local_version)
+        changed = now != self._seen
+        self._seen = now
+        return changed
+
+    def score_rows(self) -> ScoreRows:
+        """Row-aligned arrays over all system passages of the current model (cached)."""
+        if self._changed():
+            self._score_rows = self._audio_rows = None
+        if self._score_rows is None:
+            mm = self._map("score_passages")
+            n = len(mm)
+            doc = np.full(n, -1, np.int64)
+            page = np.zeros(n, np.int32)
+            system = np.zeros(n, np.int32)
+            box = np.zeros((n, 4), np.float32)
+            rows = self._db.execute(
+                "SELECT s.doc, r.start + s.ordinal, s.page, s.idx, s.x0, s.y0, s.x1, s.y1 "
+                "FROM systems s JOIN ranges r ON r.doc = s.doc AND r.matrix = 'score_passages' "
+                "JOIN documents d ON d.id = s.doc WHERE d.state = 'indexed' AND d.model_id = ?",
+                (self.model_id,),
+            ).fetchall()
+            if rows:
+                table = np.array(rows, dtype=np.float64)
+                at = table[:, 1].astype(np.int64)
+                doc[at] = table[:, 0].astype(np.int64)
+                page[at] = table[:, 2].astype(np.int32)
+                system[at] = table[:, 3].astype(np.int32)
+                box[at] = table[:, 4:8].astype(np.float32)
+            self._score_rows = ScoreRows(
+                bf16_tensor(np.asarray(mm)), doc, page, system, box, self._ranges("score_passages")
+            )
+        return self._score_rows
+
+    def audio_rows(self) -> AudioRows:
+        """Row-aligned arrays over all audio passages of the current model (cached)."""
+        if self._changed():
+            self._score_rows = self._audio_rows = None
+        if self._audio_rows is None:
+            mm = self._map("audio_passages")
+            doc = np.full(len(mm), -1, np.int64)
+            ranges = self._ranges("audio_passages")
+            for d, (start, count) in ranges.items():
+                doc[start : start + count] = d
+            spans = self._map("audio_spans")
+            self._audio_rows = AudioRows(
+                bf16_tensor(np.asarray(mm)), doc, np.asarray(spans), ranges
+            )
+        return self._audio_rows
+
+    def _ranges(self, matrix: str) -> dict[int, tuple[int, int]]:
+        """Document id -> (first row, rows) in `matrix`, for documents of the current model."""
+        return {
+            int(d): (int(start), int(count))
+            for d, start, count in self._db.execute(
+                "SELECT r.doc, r.start, r.count FROM ranges r JOIN documents d ON d.id = r.doc "
+                "WHERE r.matrix = ? AND d.state = 'indexed' AND d.model_id = ?",
+                (matrix, self.model_id),
+            )
+        }
+
+    # --- integrity ---
+    def check(self) -> list[str]:
+        """Problems found in the library (empty: consistent)."""
+        problems: list[str] = []
+        result = self._db.execute("PRAGMA integrity_check").fetchone()[0]
+        if result != "ok":
+            problems.append(f"SQLite integrity check: {result}")
+        folder = self.folder / LIBRARY_EMBEDDINGS_DIR
+        matrices = self._matrix_rows()
+        for name, (file, rows) in matrices.items():
+            path = folder / file
+            size = path.stat().st_size if path.exists() else 0
+            if size < rows * _row_bytes(name):
+                problems.append(f"{path}: {size} bytes, the index needs {rows} rows")
+            ranges = self._db.execute(
+                "SELECT doc, start, count FROM ranges WHERE matrix = ? ORDER BY start", (name,)
+            ).fetchall()
+            end = 0
+            live = 0
+            for doc, start, count in ranges:
+                if start < end:
+                    problems.append(f"{name}: rows of document {doc} overlap another document")
+                if start + count > rows:
+                    problems.append(f"{name}: rows of document {doc} lie past the matrix end")
+                end = max(end, start + count)
+                live += count
+            stored_live = self._db.execute(
+                "SELECT live FROM matrices WHERE name = ?", (name,)
+            ).fetchone()[0]
+            if stored_live != live:
+                problems.append(f"{name}: {stored_live} live rows recorded, ranges hold {live}")
+        for doc, kind, path, systems in self._db.execute(
+            "SELECT id, kind, path, systems FROM documents WHERE state = 'indexed'"
+        ).fetchall():
+            have = {
+                m: c
+                for m, c in self._db.execute(
+                    "SELECT matrix, count FROM ranges WHERE doc = ?", (doc,)
+                ).fetchall()
+            }
+            if kind == "score":
+                n_sys = self._db.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(snippet_count), 0) FROM systems WHERE doc = ?",
+                    (doc,),
+                ).fetchone()
+                if n_sys[0] != (systems or 0) or have.get("score_passages", 0) != n_sys[0]:
+                    problems.append(f"{path}: system rows do not match its systems")
+                if (
+                    have.get("score_snippets", 0) != n_sys[1]
+                    or have.get("score_window_x", 0) != n_sys[1]
+                ):
+                    problems.append(f"{path}: snippet rows do not match its systems")
+            else:
+                if have.get("audio_passages", 0) != have.get("audio_spans", 0):
+                    problems.append(f"{path}: passage and span rows differ")
+                if have.get("audio_snippets", 0) == 0:
+                    problems.append(f"{path}: no audio snippets")
+        if not problems:  # embeddings must be unit vectors (a torn write would show here)
+            for name in ("score_passages", "audio_passages"):
+                t = bf16_tensor(np.asarray(self._map(name))).float()
+                live_rows = self._live_rows(name)
+                norms = t[torch.from_numpy(live_rows)].norm(dim=1) if len(live_rows) else None
+                if norms is not None and bool(((norms - 1).abs() > 0.02).any()):
+                    problems.append(f"{name}: some stored passages are not unit vectors")
+        return problems
+
+    def _live_rows(self, name: str) -> npt.NDArray[np.int64]:
+        parts = [
+            np.arange(s, s + c, dtype=np.int64)
+            for s, c in self._db.execute(
+                "SELECT start, count FROM ranges WHERE matrix = ?", (name,)
+            ).fetchall()
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+# --- decoding (runs in a helper thread) ----------------------------------------------------------
+
+
+@dataclass
+class _Prepared:
+    sha256: str | None = None
+    error: str | None = None
+    cuts: list[SystemCut] = field(default_factory=list)
+    page_sizes: list[tuple[float, float, str]] = field(default_factory=list)
+    spectrogram: Floats | None = None
+
+
+_DONE: concurrent.futures.Future[_Prepared] = concurrent.futures.Future()
+
+
+def _prepare(path: Path, kind: Kind) -> _Prepared:
+    """Hash and decode one file without the model: system windows, or the spectrogram."""
+    out = _Prepared()
+    try:
+        out.sha256 = hash_file(path)
+        if kind == "score":
+            from sheetaudio_gui.core.score import detect_systems, open_score
+
+            with open_score(path) as doc:
+                for index in range(doc.page_count):
+                    page = doc.page(index)
+                    out.page_sizes.append((page.width, page.height, page.units))
+                    out.cuts.extend(cut_systems(page, detect_systems(page.image)))
+        else:
+            from sheetaudio_gui.core.audio import file_spectrogram
+
+            out.spectrogram = file_spectrogram(path)
+    except SheetAudioError as error:
+        out.error = str(error)
+    except OSError as error:
+        out.error = f"{path}: cannot be read ({error}); check the file and its permissions"
+    return out
+
+
+def _walk(root: Path) -> list[Path]:
+    """Score and audio files under `root`, recursively, in name order; hidden entries skipped."""
+    found = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            path = Path(folder) / name
+            if not name.startswith(".") and file_kind(path) is not None:
+                found.append(path)
+    return found
+
+
+def _resolve(path: Path) -> Path:
+    return Path(os.path.abspath(path))
+
+
+__all__ = [
+    "AUDIO_SUFFIXES",
+    "AddReport",
+    "Box",
+    "Document",
+    "Library",
+    "default_library_dir",
+    "default_model_path",
+]

@@ -1,0 +1,404 @@
+"""Cross-modal search over a library: audio -> score systems, score regions -> recording spans.
+
+A query becomes one or more 64-d passage embeddings (an audio excerpt: sliding passages of every
+indexed length plus the excerpt as a whole; a page: one per system; a rectangle: the systems it
+touches, cut to its x-range). Every query row is compared with every passage of the other modality
+by brute force (cosine similarity = dot product of unit vectors, bfloat16 matmul in chunks).
+
+Ranking: a document's score is the mean over query rows of that row's best similarity within the
+document (piece identification: every part of the query should find itself somewhere in the
+piece); within a document, the regions (systems) or spans are ranked by their own similarity.
+Scores stay cosine similarities in [-1, 1], so they compare across queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from sheetaudio_gui.config import (
+    QUERY_PASSAGE_HOP_SNIPPETS,
+    SEARCH_CHUNK_ROWS,
+    SEARCH_REGIONS_PER_HIT,
+    SEARCH_SIMILARITY_FLOATS,
+    SEARCH_SPANS_PER_HIT,
+    SPAN_MERGE_GAP_S,
+)
+from sheetaudio_gui.core.align import match_x_range
+from sheetaudio_gui.core.encode import (
+    AudioEncoding,
+    SystemEncoding,
+    encode_audio,
+    encode_box,
+    encode_page,
+)
+from sheetaudio_gui.core.errors import FileProblem, SheetAudioError
+from sheetaudio_gui.core.index import Library, bf16_tensor
+from sheetaudio_gui.core.score import Box
+
+Floats = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class ScoreRegion:
+    page: int  # 0-based
+    system: int  # 0-based on the page, top to bottom
+    box: Box  # the system's box, page units
+    score: float  # cosine similarity
+    x_range: tuple[float, float] | None  # where inside the system the query plays (page units)
+
+
+@dataclass(frozen=True)
+class ScoreHit:
+    document: Path
+    score: float
+    regions: list[ScoreRegion]  # best first
+
+
+@dataclass(frozen=True)
+class TimeSpan:
+    start_s: float
+    end_s: float
+    score: float
+
+
+@dataclass(frozen=True)
+class AudioHit:
+    document: Path
+    score: float
+    spans: list[TimeSpan]  # best first
+
+
+H = TypeVar("H", ScoreHit, AudioHit)
+
+
+@dataclass(frozen=True)
+class Results(Generic[H]):
+    query: Floats  # (k, 64) the query's passage embeddings
+    hits: list[H]  # best first
+
+
+@dataclass(frozen=True)
+class PassageMap:
+    """Every searchable passage of the library, for a 2-D plot."""
+
+    embeddings: Floats  # (N, 64)
+    documents: list[Path]  # distinct documents; `document` indexes this list
+    document: npt.NDArray[np.int64]  # (N,) index into `documents`
+    kind: npt.NDArray[np.str_]  # (N,) "score" or "audio"
+    ref: Floats  # (N, 2): (page, system) for scores, (start_s, end_s) for audio
+
+
+# --- similarity ----------------------------------------------------------------------------------
+
+
+def _per_document_max(
+    matrix: torch.Tensor, ranges: dict[int, tuple[int, int]], queries: Floats
+) -> tuple[npt.NDArray[np.int64], Floats]:
+    """Best similarity of each query row within each document.
+
+    (rows, 64) bfloat16, document id -> (first row, rows), (k, 64) -> (docs,) ids, (k, docs).
+    A document's rows are contiguous, so the maximum is one `np.maximum.reduceat` over the
+    similarity matrix, filled chunk by chunk with bfloat16 matmuls (queries in groups so that the
+    float32 similarities stay under SEARCH_SIMILARITY_FLOATS).
+    """
+    k = len(queries)
+    if not ranges or k == 0:
+        return np.zeros(0, np.int64), np.zeros((k, 0), np.float32)
+    items = sorted(ranges.items(), key=lambda item: item[1][0])
+    ids = np.array([d for d, _ in items], dtype=np.int64)
+    starts = np.array([r[0] for _, r in items], dtype=np.int64)
+    ends = starts + np.array([r[1] for _, r in items], dtype=np.int64)
+    rows = int(ends.max())
+    bounds = np.unique(np.concatenate([starts, ends]))
+    bounds = bounds[bounds < rows]
+    where = np.searchsorted(bounds, starts)  # segment of each document
+    out = np.empty((k, len(ids)), np.float32)
+    group = max(1, SEARCH_SIMILARITY_FLOATS // rows)
+    with torch.inference_mode():
+        for g in range(0, k, group):
+            q = torch.from_numpy(np.ascontiguousarray(queries[g : g + group], dtype=np.float32))
+            qb = q.to(torch.bfloat16).T
+            sims = np.empty((len(q), rows), np.float32)
+            for lo in range(0, rows, SEARCH_CHUNK_ROWS):
+                hi = min(lo + SEARCH_CHUNK_ROWS, rows)
+                bits = (matrix[lo:hi] @ qb).view(torch.int16).numpy().view(np.uint16)
+                sims[:, lo:hi] = (bits.astype(np.uint32) << 16).view(np.float32).T
+            out[g : g + group] = np.maximum.reduceat(sims, bounds, axis=1)[:, where]
+    return ids, out
+
+
+def _rows_similarity(matrix: torch.Tensor, start: int, count: int, queries: Floats) -> Floats:
+    """Similarity of the query rows to matrix rows [start, start + count): (k, count) float32.
+
+    Plain numpy (bfloat16 bits shifted into float32): for a few thousand rows torch's thread pool
+    costs more than the arithmetic, tens of ms on a busy machine.
+    """
+    bits = matrix[start : start + count].view(torch.int16).numpy().view(np.uint16)
+    rows = (bits.astype(np.uint32) << 16).view(np.float32)
+    out: Floats = (np.asarray(queries, dtype=np.float32) @ rows.T).astype(np.float32, copy=False)
+    return out
+
+
+# --- audio -> score ------------------------------------------------------------------------------
+
+
+def search_audio(library: Library, samples: Floats, top_k: int = 10) -> Results[ScoreHit]:
+    """A mono 22.05 kHz buffer (e.g. the microphone) -> ranked scores with system boxes."""
+    from sheetaudio_gui.core.audio import log_spectrogram
+
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim != 1 or len(samples) == 0:
+        raise SheetAudioError("the audio query is empty; record or select a few seconds")
+    encoding = encode_audio(
+        library.model, log_spectrogram(samples), hops=QUERY_PASSAGE_HOP_SNIPPETS, whole=True
+    )
+    return search_with_audio_encoding(library, encoding, top_k)
+
+
+def search_audio_file(
+    library: Library, path: Path, start_s: float = 0.0, end_s: float | None = None, top_k: int = 10
+) -> Results[ScoreHit]:
+    """A recording, or a time range of it -> ranked scores with system boxes."""
+    from sheetaudio_gui.core.audio import load_audio
+
+    samples = load_audio(path, start_s, end_s)
+    if len(samples) == 0:
+        raise FileProblem(path, f"no audio between {start_s} s and {end_s} s; check the range")
+    return search_audio(library, samples, top_k)
+
+
+def search_with_audio_encoding(
+    library: Library, encoding: AudioEncoding, top_k: int = 10
+) -> Results[ScoreHit]:
+    """Rank the library's scores for an encoded audio query (its passages are the query rows)."""
+    queries = encoding.passages
+    hits = rank_scores(library, queries, top_k)
+    refined = []
+    for hit in hits:  # where inside the best system the query plays (short queries only)
+        regions = list(hit.regions)
+        if regions:
+            regions[0] = _with_x_range(library, hit.document, regions[0], encoding)
+        refined.append(ScoreHit(hit.document, hit.score, regions))
+    return Results(queries, refined)
+
+
+def rank_scores(library: Library, queries: Floats, top_k: int = 10) -> list[ScoreHit]:
+    """Score documents for (k, 64) query passages, each with its best systems."""
+    rows = library.score_rows()
+    if len(queries) == 0:
+        return []
+    ids, best = _per_document_max(rows.passages, rows.ranges, queries)
+    if len(ids) == 0:
+        return []
+    doc_scores = best.mean(axis=0)
+    order = np.argsort(-doc_scores, kind="stable")[:top_k]
+    paths = library.paths([int(ids[d]) for d in order])
+    hits = []
+    for d in order:
+        doc_id = int(ids[d])
+        start, count = rows.ranges[doc_id]
+        mine = np.arange(start, start + count, dtype=np.int64)
+        sims = _rows_similarity(rows.passages, start, count, queries).max(axis=0)
+        top = np.argsort(-sims, kind="stable")[:SEARCH_REGIONS_PER_HIT]
+        regions = [
+            ScoreRegion(
+                page=int(rows.page[mine[t]]),
+                system=int(rows.system[mine[t]]),
+                box=_box(rows.box[mine[t]]),
+                score=float(sims[t]),
+                x_range=None,
+            )
+            for t in top
+        ]
+        hits.append(ScoreHit(paths[doc_id], float(doc_scores[d]), regions))
+    return hits
+
+
+def _with_x_range(
+    library: Library, document: Path, region: ScoreRegion, encoding: AudioEncoding
+) -> ScoreRegion:
+    """Add the matching x-range when the query is shorter than the system it found."""
+    try:
+        systems = library.systems(document)
+    except SheetAudioError:
+        return region
+    system = next((s for s in systems if s.page == region.page and s.index == region.system), None)
+    if system is None or len(encoding.snippets) >= len(system.snippets) or len(system.snippets) < 2:
+        return region
+    x0, x1, _ = match_x_range(system, encoding.snippets)
+    return ScoreRegion(region.page, region.system, region.box, region.score, (x0, x1))
+
+
+# --- score -> audio ------------------------------------------------------------------------------
+
+
+def score_query(
+    library: Library,
+    path: Path,
+    page: int,
+    system: int | None = None,
+    box: Box | None = None,
+) -> list[SystemEncoding]:
+    """The query systems of a page, one system, or a rectangle of a page (page units)."""
+    from sheetaudio_gui.core.score import open_score
+
+    with open_score(path) as doc:
+        if not 0 <= page < doc.page_count:
+            raise FileProblem(path, f"has no page {page} (pages are 0 to {doc.page_count - 1})")
+        image = doc.page(page)
+    if box is not None:
+        systems = encode_box(library.model, image, box)
+        if not systems:
+            raise FileProblem(path, f"no staff system inside {box} on page {page}; draw around one")
+        return systems
+    systems = encode_page(library.model, image)
+    if not systems:
+        raise FileProblem(path, f"no staff systems found on page {page}")
+    if system is not None:
+        chosen = [s for s in systems if s.index == system]
+        if not chosen:
+            raise FileProblem(
+                path, f"page {page} has systems 0 to {len(systems) - 1}, not {system}"
+            )
+        return chosen
+    return systems
+
+
+def search_score(
+    library: Library,
+    path: Path,
+    page: int,
+    system: int | None = None,
+    box: Box | None = None,
+    top_k: int = 10,
+) -> Results[AudioHit]:
+    """A page (its systems combined), one system, or a rectangle -> ranked recordings with spans."""
+    systems = score_query(library, path, page, system, box)
+    queries = np.stack([s.passage for s in systems]).astype(np.float32)
+    return Results(queries, rank_recordings(library, queries, top_k))
+
+
+def rank_recordings(library: Library, queries: Floats, top_k: int = 10) -> list[AudioHit]:
+    """Recordings for (k, 64) query passages (systems in reading order), each with time spans."""
+    rows = library.audio_rows()
+    if len(queries) == 0:
+        return []
+    ids, best = _per_document_max(rows.passages, rows.ranges, queries)
+    if len(ids) == 0:
+        return []
+    doc_scores = best.mean(axis=0)
+    order = np.argsort(-doc_scores, kind="stable")[:top_k]
+    paths = library.paths([int(ids[d]) for d in order])
+    hits = []
+    for d in order:
+        doc_id = int(ids[d])
+        start, count = rows.ranges[doc_id]
+        mine = np.arange(start, start + count, dtype=np.int64)
+        sims = _rows_similarity(rows.passages, start, count, queries)  # (k, rows of this recording)
+        spans = np.asarray(rows.spans[mine], dtype=np.float64)
+        hits.append(AudioHit(paths[doc_id], float(doc_scores[d]), _spans(sims, spans)))
+    return hits
+
+
+def _spans(sims: Floats, spans: npt.NDArray[np.float64]) -> list[TimeSpan]:
+    """Group the best passages of every query row into time spans of one recording.
+
+    Each query row contributes its 3 best passages; passages that overlap or lie within
+    `SPAN_MERGE_GAP_S` form one candidate span. A span's score is the sum over query rows of that
+    row's best similarity inside it, divided by the number of rows (a page whose systems all land
+    in one place beats one system's lucky hit); its extent is the union of those best passages.
+    """
+    k = sims.shape[0]
+    per_row = min(3, sims.shape[1])
+    best_rows = np.argsort(-sims, axis=1, kind="stable")[:, :per_row]
+    candidates = sorted(
+        {int(r) for r in best_rows.ravel()}, key=lambda r: (spans[r, 0], spans[r, 1])
+    )
+    overall_best = np.argmax(sims, axis=1)
+    clusters: list[list[int]] = []
+    end = -np.inf
+    for r in candidates:
+        if clusters and spans[r, 0] <= end + SPAN_MERGE_GAP_S:
+            clusters[-1].append(r)
+            end = max(end, spans[r, 1])
+        else:
+            clusters.append([r])
+            end = spans[r, 1]
+    out = []
+    for members in clusters:
+        idx = np.array(members)
+        inside = sims[:, idx]  # (k, members)
+        best_member = idx[np.argmax(inside, axis=1)]
+        score = float(inside.max(axis=1).sum() / k)
+        lands_here = np.isin(overall_best, idx)  # query rows whose best passage is in here
+        if lands_here.any():
+            used = np.unique(best_member[lands_here])
+        else:
+            used = idx[[int(np.argmax(inside.max(axis=0)))]]
+        start, stop = float(spans[used, 0].min()), float(spans[used, 1].max())
+        out.append(TimeSpan(start, stop, score))
+    out.sort(key=lambda s: -s.score)
+    return out[:SEARCH_SPANS_PER_HIT]
+
+
+# --- the whole library ---------------------------------------------------------------------------
+
+
+def passage_map(library: Library, limit: int | None = None, seed: int = 0) -> PassageMap:
+    """Every searchable passage (at most `limit`, drawn at random) with its document and place."""
+    score = library.score_rows()
+    audio = library.audio_rows()
+    s_rows = np.nonzero(score.doc >= 0)[0]
+    a_rows = np.nonzero(audio.doc >= 0)[0]
+    if limit is not None and len(s_rows) + len(a_rows) > limit:
+        rng = np.random.default_rng(seed)
+        share = limit / (len(s_rows) + len(a_rows))
+        s_rows = np.sort(rng.choice(s_rows, int(len(s_rows) * share), replace=False))
+        a_rows = np.sort(rng.choice(a_rows, int(len(a_rows) * share), replace=False))
+    emb = [score.passages[torch.from_numpy(s_rows)].float().numpy()] if len(s_rows) else []
+    if len(a_rows):
+        emb.append(audio.passages[torch.from_numpy(a_rows)].float().numpy())
+    embeddings = np.concatenate(emb) if emb else np.zeros((0, 64), np.float32)
+    doc_ids = np.concatenate([score.doc[s_rows], audio.doc[a_rows]])
+    unique, index = np.unique(doc_ids, return_inverse=True)
+    paths = library.paths()
+    kind = np.array(["score"] * len(s_rows) + ["audio"] * len(a_rows), dtype=np.str_)
+    ref = np.concatenate(
+        [
+            np.stack([score.page[s_rows], score.system[s_rows]], axis=1).astype(np.float32),
+            np.asarray(audio.spans[a_rows], dtype=np.float32).reshape(-1, 2),
+        ]
+    )
+    return PassageMap(
+        embeddings.astype(np.float32),
+        [paths[int(d)] for d in unique],
+        index.astype(np.int64),
+        kind,
+        ref,
+    )
+
+
+def _box(values: Sequence[float] | Floats) -> Box:
+    return (float(values[0]), float(values[1]), float(values[2]), float(values[3]))
+
+
+__all__ = [
+    "AudioHit",
+    "PassageMap",
+    "Results",
+    "ScoreHit",
+    "ScoreRegion",
+    "TimeSpan",
+    "bf16_tensor",
+    "passage_map",
+    "search_audio",
+    "search_audio_file",
+    "search_score",
+]

@@ -1,0 +1,203 @@
+"""Search both ways. With an untrained model only exact matches are meaningful, so the ranking
+tests query with inputs identical to indexed material; the rest checks the machinery and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pymupdf
+import pytest
+import torch
+
+from sheetaudio_gui.cli import main
+from sheetaudio_gui.config import AUDIO_SNIPPET_FRAMES, AUDIO_SNIPPET_HOP_FRAMES
+from sheetaudio_gui.core.audio import file_spectrogram
+from sheetaudio_gui.core.encode import encode_audio, encode_page, passage_seconds
+from sheetaudio_gui.core.index import Library
+from sheetaudio_gui.core.jobs import run_to_end
+from sheetaudio_gui.core.models import PassageModel, load_model, save_model
+from sheetaudio_gui.core.score import open_score
+from sheetaudio_gui.core.search import (
+    passage_map,
+    rank_recordings,
+    rank_scores,
+    search_audio_file,
+    search_score,
+)
+
+SR = 22050
+
+
+def tune(path: Path, seconds: float, seed: int) -> Path:
+    """A melody of random decaying sine notes, different for every seed."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SR)
+    starts = np.cumsum(rng.integers(int(0.25 * SR), int(0.6 * SR), size=n // int(0.25 * SR)))
+    signal = np.zeros(n, np.float32)
+    for a, b in zip(np.concatenate([[0], starts]), starts, strict=False):
+        if a >= n:
+            break
+        t = np.arange(min(b, n) - a) / SR
+        f = 220.0 * 2 ** (rng.integers(0, 24) / 12)
+        signal[a : a + len(t)] = 0.3 * np.sin(2 * np.pi * f * t) * np.exp(-3 * t)
+    sf.write(path, signal, SR)
+    return path
+
+
+def calibrated(model: PassageModel, pdf: Path, recordings: list[Path]) -> PassageModel:
+    """Random weights with batch-norm statistics measured on the test's own inputs.
+
+    At plain initialisation every layer shrinks its input, so all embeddings collapse onto the
+    biases (cosine 1.000 between any two passages) and no ranking could be tested; normalising
+    each layer's activations (data-dependent initialisation) keeps different inputs apart.
+    """
+    from sheetaudio_gui.core.encode import cut_systems
+    from sheetaudio_gui.core.models import audio_input, sheet_input
+    from sheetaudio_gui.core.score import detect_systems
+    from sheetaudio_gui.core.snippets import audio_windows
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average over the one calibration batch
+    with open_score(pdf) as doc:
+        pages = list(doc.pages())
+    sheet = np.concatenate(
+        [c.windows for p in pages for c in cut_systems(p, detect_systems(p.image))]
+    )
+    audio = np.concatenate([audio_windows(file_spectrogram(r)) for r in recordings])
+    model.train()
+    with torch.no_grad():
+        model.sheet_snippets(sheet_input(sheet))
+        model.audio_snippets(audio_input(audio))
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory, engraved_pdf: Path):
+    folder = tmp_path_factory.mktemp("search")
+    # a near-duplicate score: page 2 of the PDF scanned at another resolution
+    with pymupdf.open(engraved_pdf) as pdf:
+        pdf[1].get_pixmap(dpi=200, colorspace=pymupdf.csGRAY).save(folder / "scan.png")
+    tunes = [tune(folder / f"tune{i}.flac", 24.0 + 4 * i, seed=20 + i) for i in range(3)]
+    torch.manual_seed(0)
+    save_model(calibrated(PassageModel(), engraved_pdf, tunes), folder / "m.pt")
+    model = load_model(folder / "m.pt")
+    with Library(folder / "lib", model) as lib:
+        report = run_to_end(lib.add([engraved_pdf, folder / "scan.png", *tunes]))
+        assert not report.failed
+    return folder, model, engraved_pdf, tunes
+
+
+def test_an_indexed_system_finds_its_own_score_and_box_first(setup):
+    folder, model, pdf, _ = setup
+    with open_score(pdf) as doc:
+        page = doc.page(1)
+    systems = encode_page(model, page)
+    assert systems
+    with Library(folder / "lib", model) as lib:
+        for s in systems:
+            hits = rank_scores(lib, s.passage[None], top_k=5)
+            assert hits[0].document == pdf
+            best = hits[0].regions[0]
+            assert (best.page, best.system) == (1, s.index)
+            assert best.box == pytest.approx(s.box, abs=0.01)
+            assert best.score == pytest.approx(1.0, abs=0.01)
+            assert hits[0].score >= hits[1].score
+
+
+def test_an_excerpt_of_an_indexed_recording_finds_it_with_the_excerpts_span(setup):
+    folder, model, _, tunes = setup
+    spec = file_spectrogram(tunes[1])
+    first, length = 8, 9  # snippets: an indexed passage of 9 snippets starts at snippet 8
+    f0 = first * AUDIO_SNIPPET_HOP_FRAMES
+    f1 = f0 + (length - 1) * AUDIO_SNIPPET_HOP_FRAMES + AUDIO_SNIPPET_FRAMES
+    excerpt = encode_audio(model, spec[:, f0:f1])
+    query = excerpt.passages[np.argmax(np.diff(excerpt.passage_spans, axis=1)[:, 0])]
+    with Library(folder / "lib", model) as lib:
+        hits = rank_recordings(lib, query[None], top_k=3)
+    assert hits[0].document == tunes[1]
+    span = hits[0].spans[0]
+    assert span.start_s == pytest.approx(first * 0.9, abs=1e-3)
+    assert span.end_s == pytest.approx(first * 0.9 + passage_seconds(length), abs=1e-3)
+    assert span.score == pytest.approx(1.0, abs=0.01)
+
+
+def test_audio_query_returns_ranked_scores_with_boxes_on_their_pages(setup):
+    folder, model, pdf, tunes = setup
+    with Library(folder / "lib", model) as lib:
+        results = search_audio_file(lib, tunes[0], 3.0, 13.0, top_k=1)
+        assert len(results.hits) == 1
+        results = search_audio_file(lib, tunes[0], 3.0, 13.0)
+        size = lib.page_size(pdf, 0)
+    assert results.query.shape[1] == 64 and len(results.query) >= 2
+    assert np.allclose(np.linalg.norm(results.query, axis=1), 1.0, atol=1e-4)
+    assert {h.document for h in results.hits} == {pdf, folder / "scan.png"}
+    scores = [h.score for h in results.hits]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+    assert size is not None
+    for region in next(h for h in results.hits if h.document == pdf).regions:
+        x0, y0, x1, y1 = region.box
+        assert 0 <= x0 < x1 <= size[0] and 0 <= y0 < y1 <= size[1]
+        if region.x_range is not None:
+            assert x0 <= region.x_range[0] < region.x_range[1] <= x1
+
+
+@pytest.mark.parametrize("how", ["page", "system", "box"])
+def test_score_query_returns_recordings_with_spans_inside_them(setup, how):
+    folder, model, pdf, tunes = setup
+    with open_score(pdf) as doc:
+        page = doc.page(0)
+    systems = encode_page(model, page)
+    box = None
+    if how == "box":  # the left half of the first system
+        x0, y0, x1, y1 = systems[0].box
+        box = (x0, y0 - 5, (x0 + x1) / 2, y1 + 5)
+    with Library(folder / "lib", model) as lib:
+        results = search_score(lib, pdf, 0, 0 if how == "system" else None, box)
+    expected = {"page": len(systems), "system": 1, "box": 1}[how]
+    assert results.query.shape == (expected, 64)
+    assert sorted(h.document for h in results.hits) == sorted(tunes)
+    assert [h.score for h in results.hits] == sorted((h.score for h in results.hits), reverse=True)
+    for hit in results.hits:
+        duration = 24.0 + 4 * tunes.index(hit.document)
+        assert hit.spans
+        for span in hit.spans:
+            assert 0 <= span.start_s < span.end_s <= duration + 1e-3
+
+
+def test_passage_map_lists_every_searchable_passage(setup):
+    folder, model, _, _ = setup
+    with Library(folder / "lib", model) as lib:
+        pm = passage_map(lib)
+        n_sys = sum(d.systems or 0 for d in lib.documents("score"))
+    assert pm.embeddings.shape[1] == 64
+    assert (pm.kind == "score").sum() == n_sys
+    assert len(pm.document) == len(pm.kind) == len(pm.ref) == len(pm.embeddings)
+    assert len(pm.documents) == 5
+
+
+def test_cli_query_prints_the_documented_json(setup, capsys):
+    folder, _, pdf, tunes = setup
+    common = ["--library", str(folder / "lib"), "--model", str(folder / "m.pt"), "--json"]
+    assert main(["query", *common, "--audio", str(tunes[2]), "--start", "2", "--end", "12"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    hit = out["results"][0]
+    assert set(hit) == {"document", "kind", "score", "regions"} and hit["kind"] == "score"
+    assert set(hit["regions"][0]) == {"page", "box"} and len(hit["regions"][0]["box"]) == 4
+    assert main(["query", *common, "--score", str(pdf), "--page", "0", "--system", "0"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    hit = out["results"][0]
+    assert set(hit) == {"document", "kind", "score", "spans"} and hit["kind"] == "audio"
+    assert set(hit["spans"][0]) == {"start_s", "end_s"}
+    assert main(["library", "list", "--library", str(folder / "lib"), "--json"]) == 0
+    docs = json.loads(capsys.readouterr().out)["documents"]
+    assert {d["state"] for d in docs} == {"indexed"} and len(docs) == 5
+    assert main(["align", *common, "--score", str(pdf), "--audio", str(tunes[0])]) == 0
+    points = json.loads(capsys.readouterr().out)["points"]
+    times = [p["time_s"] for p in points]
+    assert times == sorted(times) and {p["page"] for p in points} == {0, 1}
