@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from sheetaudio_gui import __version__
-from sheetaudio_gui.commands import corpus, inspect, train
+from sheetaudio_gui.commands import corpus, evaluate, inspect, library, train
 from sheetaudio_gui.core.errors import Cancelled, SheetAudioError
 
 log = logging.getLogger("sheetaudio")
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sheetaudio {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (inspect, corpus, train):
+    for module in (inspect, corpus, train, evaluate, library):
         module.register(sub)
     return parser
 

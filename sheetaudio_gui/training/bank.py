@@ -22,6 +22,7 @@ import hashlib
 import itertools
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,11 +42,35 @@ from sheetaudio_gui.training.corpus_format import (
 
 log = logging.getLogger(__name__)
 
-BANK_VERSION = 1
+BANK_VERSION = 2
 BANK_STRIP_PAD_PX = 8  # extra rows above and below the 80-row window band (halved strip px)
 BANK_STRIP_HEIGHT = SHEET_SNIPPET_HEIGHT_PX + 2 * BANK_STRIP_PAD_PX
 STRIP_MARGIN_SPACES = 1.0  # staff spaces kept left and right of the staff lines
 BANK_FILES = ("strips", "systems", "specs", "perfs", "passages", "notes")
+
+
+ImageTransform = Callable[[npt.NDArray[np.uint8], np.random.Generator], npt.NDArray[np.uint8]]
+AudioTransform = Callable[[npt.NDArray[np.float32], np.random.Generator], npt.NDArray[np.float32]]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """How an evaluation bank differs from the corpus as built (robustness tests).
+
+    `page` degrades every page image, after which the systems are found again by the app's own
+    detector (a degraded page is cut where the app would cut it); `audio` degrades the recording
+    before its spectrogram is computed; `tempo` plays everything that much faster (> 1) or
+    slower (< 1) by resampling the spectrogram in time, moving every onset with it.
+    """
+
+    name: str = ""
+    page: ImageTransform | None = None
+    audio: AudioTransform | None = None
+    tempo: float = 1.0
+    seed: int = 0
+
+
+CLEAN = Variant()
 
 
 @dataclass
@@ -76,60 +101,130 @@ def manifest_hash(corpus_dir: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "none"
 
 
-def bank_dir(corpus_dir: Path, split: str) -> Path:
-    return corpus_dir / "bank" / f"{split}-v{BANK_VERSION}"
+def bank_dir(corpus_dir: Path, split: str, variant: Variant = CLEAN) -> Path:
+    name = f"{split}-{variant.name}" if variant.name else split
+    return corpus_dir / "bank" / f"{name}-v{BANK_VERSION}"
 
 
-def _piece_arrays(piece: CorpusPiece, piece_no: int) -> dict[str, Any]:
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = w * h
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _detected_systems(
+    image: npt.NDArray[np.uint8], truth: list[tuple[float, ...]]
+) -> tuple[list[tuple[tuple[float, float, float, float], float] | None], int]:
+    """Per true system box, the detected system (box, staff space) it overlaps most (IoU >= 0.5),
+    or None; and how many true systems the detector missed."""
+    from sheetaudio_gui.core.score import detect_systems
+
+    found = detect_systems(image)
+    out: list[tuple[tuple[float, float, float, float], float] | None] = []
+    for box in truth:
+        best = max(found, key=lambda s: _iou(s.box, box), default=None)
+        if best is not None and _iou(best.box, box) >= 0.5:
+            out.append((best.box, best.staff_space))
+        else:
+            out.append(None)
+    return out, sum(1 for o in out if o is None)
+
+
+def _variant_spectrogram(
+    piece: CorpusPiece, k: int, variant: Variant, rng: np.random.Generator
+) -> npt.NDArray[np.float16]:
+    if variant.audio is None:
+        spec = piece.spectrogram(k)
+    else:
+        from sheetaudio_gui.core.audio import load_audio, log_spectrogram
+
+        samples = variant.audio(load_audio(piece.audio_path(k)), rng)
+        spec = np.asarray(log_spectrogram(samples), dtype=np.float32)
+    if variant.tempo != 1.0:  # resample in time: frame t of the result is t * tempo of the source
+        frames = max(1, int(round(spec.shape[1] / variant.tempo)))
+        src = np.minimum(np.arange(frames) * variant.tempo, spec.shape[1] - 1)
+        lo = np.floor(src).astype(np.int64)
+        hi = np.minimum(lo + 1, spec.shape[1] - 1)
+        frac = (src - lo)[None, :]
+        spec = spec[:, lo] * (1 - frac) + spec[:, hi] * frac
+    return spec.astype(np.float16)
+
+
+def _piece_arrays(piece: CorpusPiece, piece_no: int, variant: Variant = CLEAN) -> dict[str, Any]:
     """Strips, spectrograms and index rows of one piece (indices local to the piece)."""
     strips: list[npt.NDArray[np.uint8]] = []
     note_x: list[dict[str, float]] = []  # per global system: note id -> strip x
     pages = {p.index: p for p in piece.pages}
     images = {i: piece.page_image(i) for i in pages}
+    rng = np.random.default_rng([variant.seed, piece_no])
+    detected: dict[int, list[tuple[tuple[float, float, float, float], float] | None]] = {}
+    missed = 0
+    if variant.page is not None:
+        for i in pages:
+            images[i] = variant.page(images[i], rng)
+            detected[i], miss = _detected_systems(images[i], [s.box for s in pages[i].systems])
+            missed += miss
     for ref in piece.systems:
         page = pages[ref.page]
         system = page.systems[ref.index_on_page]
+        box = system.box
         space = staff_space([st.lines_y for st in system.staves])
+        found = detected.get(ref.page, [None] * len(page.systems))[ref.index_on_page]
+        if found is not None:
+            box, space = found
         strip = system_strip(
-            images[ref.page], system.box, space, STRIP_MARGIN_SPACES, height=BANK_STRIP_HEIGHT
+            images[ref.page], box, space, STRIP_MARGIN_SPACES, height=BANK_STRIP_HEIGHT
         )
         strips.append(strip)
         scale = strip_scale(space)
-        left = np.floor(system.box[0] - STRIP_MARGIN_SPACES * space)
+        left = np.floor(box[0] - STRIP_MARGIN_SPACES * space)
         xs = {
             n.id: float((0.5 * (n.box[0] + n.box[2]) - left) * scale)
             for n in page.noteheads
             if n.system == ref.index_on_page
         }
         note_x.append(xs)
-    specs = [piece.spectrogram(k).astype(np.float16) for k in range(len(piece.performances))]
+    specs = [_variant_spectrogram(piece, k, variant, rng) for k in range(len(piece.performances))]
+    fps = FRAMES_PER_SECOND / variant.tempo  # spectrogram frames per second of performance time
     passages: list[tuple[int, int, int, int]] = []
     notes: list[tuple[int, int, int, int]] = []
     for k, perf in enumerate(piece.performances):
         frames = specs[k].shape[1]
         for g, spans in enumerate(perf.system_spans):
             for start, end in spans:
-                f0 = int(round(start * FRAMES_PER_SECOND))
-                f1 = min(int(round(end * FRAMES_PER_SECOND)), frames)
+                f0 = int(round(start * fps))
+                f1 = min(int(round(end * fps)), frames)
                 if f1 > f0:
                     passages.append((g, k, f0, f1))
         for g, xs in enumerate(note_x):
             for note_id, x in xs.items():
                 for onset in perf.notehead_onsets.get(note_id, ()):
-                    frame = int(round(onset * FRAMES_PER_SECOND))
+                    frame = int(round(onset * fps))
                     if 0 <= frame < frames:
                         notes.append((g, int(round(x)), k, frame))
-    return {"strips": strips, "specs": specs, "passages": passages, "notes": notes}
+    return {
+        "strips": strips,
+        "specs": specs,
+        "passages": passages,
+        "notes": notes,
+        "missed_systems": missed,
+    }
 
 
-def build_bank(corpus_dir: Path, split: str, cancel: CancelToken | None = None) -> Job[Path]:
+def build_bank(
+    corpus_dir: Path, split: str, cancel: CancelToken | None = None, variant: Variant = CLEAN
+) -> Job[Path]:
     """Flatten one split of a corpus into bank arrays (a job: yields progress, returns the folder).
 
     Written into a temporary folder and renamed when complete, so a cancelled or crashed build
     never leaves a bank that looks finished.
     """
     corpus_dir = Path(corpus_dir)
-    out = bank_dir(corpus_dir, split)
+    out = bank_dir(corpus_dir, split, variant)
+    missed = 0
+    system_pages: list[int] = []  # page of every system, for page-level evaluation
     selected = list(iter_pieces(corpus_dir, split))
     total = len(selected)
     strips: list[npt.NDArray[np.uint8]] = []
@@ -144,7 +239,9 @@ def build_bank(corpus_dir: Path, split: str, cancel: CancelToken | None = None) 
         if cancel is not None:
             cancel.raise_if_cancelled()
         yield Progress(done, total, piece.id)
-        arrays = _piece_arrays(piece, len(pieces))
+        arrays = _piece_arrays(piece, len(pieces), variant)
+        missed += arrays["missed_systems"]
+        system_pages += [ref.page for ref in piece.systems]
         sys0, perf0 = len(systems), len(perfs)
         for strip in arrays["strips"]:
             systems.append((strip_offset, strip.shape[1], len(pieces)))
@@ -173,6 +270,9 @@ def build_bank(corpus_dir: Path, split: str, cancel: CancelToken | None = None) 
     meta = {
         "version": BANK_VERSION,
         "split": split,
+        "variant": variant.name,
+        "systems_missed_by_detector": missed,
+        "system_pages": system_pages,
         "manifest_hash": manifest_hash(corpus_dir),
         "pieces": pieces,
         "counts": {
@@ -207,14 +307,14 @@ def load_bank(folder: Path, mmap: bool = True) -> Bank:
     return Bank(meta=meta, **arrays)
 
 
-def ensure_bank(corpus_dir: Path, split: str) -> Job[Bank]:
+def ensure_bank(corpus_dir: Path, split: str, variant: Variant = CLEAN) -> Job[Bank]:
     """Load the split's bank, (re)building it if missing or made from another corpus build."""
-    folder = bank_dir(Path(corpus_dir), split)
+    folder = bank_dir(Path(corpus_dir), split, variant)
     meta_path = folder / "meta.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         if meta.get("manifest_hash") == manifest_hash(Path(corpus_dir)):
             return load_bank(folder)
         log.info("corpus changed since the %s bank was built: rebuilding", split)
-    folder = yield from build_bank(Path(corpus_dir), split)
+    folder = yield from build_bank(Path(corpus_dir), split, variant=variant)
     return load_bank(folder)

@@ -249,7 +249,7 @@ def train_on_banks(
             log_file.flush()
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 _save_last(last, model, opt, gen, step, best, cfg)
-            yield Progress(step, cfg.steps, f"loss {float(loss):.3f}, {rate:.1f} pairs/s")
+            yield Progress(step, cfg.steps, f"loss {float(loss.detach()):.3f}, {rate:.1f} pairs/s")
     finally:
         log_file.close()
     if not (out / "best.pt").is_file():

@@ -1,0 +1,72 @@
+"""`sheetaudio eval`: the papers' tables on the held-out test split of a corpus."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from sheetaudio_gui.commands.progress import run_with_progress
+
+RUN_ROWS = (  # stage folder, row name, passage summary
+    ("snippet", "snippet baseline (mean of snippet embeddings)", "mean"),
+    ("gru", "GRU, frozen CNNs", "gru"),
+    ("finetune", "GRU, fine-tuned", "gru"),
+    ("cca", "GRU, fine-tuned + CCA", "gru"),
+)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = sub.add_parser(
+        "eval",
+        help="retrieval tables on a corpus's held-out test split (needs the `train` extra)",
+        description="Rows: every stage found in --run, and/or the model file given by --model.",
+    )
+    parser.add_argument("--corpus", type=Path, required=True, help="corpus folder")
+    parser.add_argument("--split", default="test", choices=("test", "valid"))
+    parser.add_argument("--run", type=Path, help="training run folder (rows per stage)")
+    parser.add_argument("--model", type=Path, help="a model file (e.g. the shipped weights)")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="write the numbers as JSON")
+    parser.add_argument(
+        "--no-robustness", action="store_true", help="skip the degraded-material table"
+    )
+    parser.set_defaults(handler=eval_command)
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    from sheetaudio_gui.core.errors import SheetAudioError
+    from sheetaudio_gui.core.models import load_model
+    from sheetaudio_gui.training.report import ModelRow, evaluation_report, format_report
+
+    rows: list[ModelRow] = []
+    if args.run is not None:
+        for stage, name, summary in RUN_ROWS:
+            path = args.run / stage / "best.pt"
+            if not path.is_file():
+                continue
+            loaded = load_model(path)
+            if stage == "cca" and loaded.model.cca is None:
+                continue  # CCA did not help on validation and was dropped
+            rows.append(ModelRow(name, loaded.model, summary))  # type: ignore[arg-type]
+    if args.model is not None:
+        loaded = load_model(args.model)
+        rows.append(ModelRow(f"shipped model ({args.model.name})", loaded.model, "gru"))
+    if not rows:
+        raise SheetAudioError("nothing to evaluate: give --run RUN (trained stages) or --model")
+    best = rows[-1].name
+    baseline = rows[0].name if rows[0].summary == "mean" else None
+    report: dict[str, Any] = run_with_progress(
+        lambda token: evaluation_report(
+            args.corpus, rows, best, baseline, args.split, robustness=not args.no_robustness
+        ),
+        label="eval ",
+    )
+    report["rows"] = {r.name: r.summary for r in rows}
+    report["best"] = best
+    for line in format_report(report):
+        print(line)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
+    return 0

@@ -1,0 +1,381 @@
+"""The evaluation report of `sheetaudio eval`: the papers' tables on our held-out test split.
+
+Everything here runs on the **test** split only (held-out pieces, held-out soundfont and music
+font); nothing is computed on training or validation pieces.
+
+- passage retrieval: one pair per test system, every query ranked against all test passages of
+  the other modality (A2S, S2A: R@1, R@10, R@25, MRR, MR) for each model row and for the chroma
+  oracle (score MIDI vs audio);
+- snippet retrieval: 2,000 notehead-centred sheet windows vs onset-centred audio windows (2018);
+- piece identification: a 10 s audio excerpt ranks all test pieces (sub-passages vote with their
+  best similarity per piece); one page ranks all test pieces against sliding audio passages;
+- robustness: the passage table again on degraded pages (scan, phone photo; systems found by the
+  app's detector) and audio (tempo x0.7 and x1.3, room reverb and noise).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+
+from sheetaudio_gui.config import AUDIO_SNIPPET_FRAMES, AUDIO_SNIPPET_HOP_FRAMES
+from sheetaudio_gui.core.jobs import Job, Progress
+from sheetaudio_gui.core.models import PassageModel
+from sheetaudio_gui.training import augment, chroma
+from sheetaudio_gui.training.bank import Variant, ensure_bank, manifest_hash
+from sheetaudio_gui.training.batches import BankTensors, pad_sequences, sheet_windows
+from sheetaudio_gui.training.corpus_format import iter_pieces
+from sheetaudio_gui.training.evaluate import (
+    Summary,
+    both_directions,
+    embed_rows,
+    evaluation_rows,
+)
+
+log = logging.getLogger(__name__)
+
+SNIPPET_PAIRS = 2000  # the 2018 protocol's snippet-level test size
+EXCERPT_SNIPPETS = 11  # 10 s of audio: 1 + (200 - 20) / 18 snippet windows
+EXCERPT_SUB_SNIPPETS = 5  # sub-passages of ~5 s vote inside an excerpt (about a system)
+EXCERPTS_PER_PERFORMANCE = 2
+PAGE_WINDOW_SNIPPETS = (5, 8, 12)  # sliding audio passages a page is matched against (~5-12 s)
+PAGE_WINDOW_HOP = 2  # snippets between sliding passage starts (~1.8 s)
+EMBED_CHUNK = 512  # snippet windows per forward pass
+
+
+@dataclass
+class ModelRow:
+    """One row of the table: a model and how it summarises a passage."""
+
+    name: str
+    model: PassageModel
+    summary: Summary
+
+
+def _variants() -> list[Variant]:
+    def scan(image: npt.NDArray[np.uint8], rng: np.random.Generator) -> npt.NDArray[np.uint8]:
+        return augment.degrade_scan(image, rng)
+
+    def phone(image: npt.NDArray[np.uint8], rng: np.random.Generator) -> npt.NDArray[np.uint8]:
+        return augment.degrade_phone_photo(image, rng)
+
+    def room(audio: npt.NDArray[np.float32], rng: np.random.Generator) -> npt.NDArray[np.float32]:
+        return augment.degrade_recording(audio, rng)
+
+    return [
+        Variant("scan", page=scan, seed=1),
+        Variant("phone-photo", page=phone, seed=2),
+        Variant("tempo-0.7", tempo=0.7),
+        Variant("tempo-1.3", tempo=1.3),
+        Variant("reverb-noise", audio=room, seed=3),
+    ]
+
+
+# --- embeddings --------------------------------------------------------------------------------
+
+
+def _summarise(
+    model: PassageModel, flat: torch.Tensor, lengths: torch.Tensor, side: str, summary: Summary
+) -> torch.Tensor:
+    """Snippet embeddings (sum lengths, 32) -> passage embeddings (batch, d), unit length."""
+    if summary == "mean":
+        parts = torch.split(F.normalize(flat, dim=1), lengths.tolist())
+        return F.normalize(torch.stack([p.mean(0) for p in parts]), dim=1)
+    padded = pad_sequences(flat, lengths)
+    out = (
+        model.sheet_passages(padded, lengths)
+        if side == "sheet"
+        else model.audio_passages(padded, lengths)
+    )
+    return F.normalize(out, dim=1)
+
+
+@torch.inference_mode()
+def _system_passages(model: PassageModel, bt: BankTensors, summary: Summary) -> torch.Tensor:
+    """Every system of the bank as a sheet passage: -> (n_systems, d)."""
+    gen = torch.Generator().manual_seed(0)
+    out = []
+    for chunk in torch.split(torch.arange(len(bt.systems)), 64):
+        sw, sl = sheet_windows(bt, chunk, gen, augment=False)
+        out.append(_summarise(model, model.sheet_snippets(sw), sl, "sheet", summary))
+    return torch.cat(out)
+
+
+@torch.inference_mode()
+def _performance_snippets(model: PassageModel, bt: BankTensors, perf: int) -> torch.Tensor:
+    """All 1 s audio windows of a performance (hop 18 frames): -> (n, 32)."""
+    offset, frames = int(bt.perfs[perf, 0]), int(bt.perfs[perf, 1])
+    spec = bt.specs[:, offset : offset + max(frames, AUDIO_SNIPPET_FRAMES)].float()
+    if spec.shape[1] < AUDIO_SNIPPET_FRAMES:
+        spec = F.pad(spec, (0, AUDIO_SNIPPET_FRAMES - spec.shape[1]))
+    windows = spec.unfold(1, AUDIO_SNIPPET_FRAMES, AUDIO_SNIPPET_HOP_FRAMES).permute(1, 0, 2)
+    windows = windows[:, None].contiguous()
+    return torch.cat([model.audio_snippets(c) for c in torch.split(windows, EMBED_CHUNK)])
+
+
+@torch.inference_mode()
+def _runs(
+    model: PassageModel, snippets: torch.Tensor, starts: list[int], length: int, summary: Summary
+) -> torch.Tensor:
+    """Audio passages made of `length` consecutive snippets from each start: -> (len(starts), d)."""
+    if not starts:
+        return torch.zeros(0, model.dims.passage_dim)
+    n = snippets.shape[0]
+    seqs = [snippets[s : min(s + length, n)] for s in starts]
+    lengths = torch.tensor([len(q) for q in seqs])
+    return _summarise(model, torch.cat(seqs), lengths, "audio", summary)
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+
+def passage_table(rows: list[ModelRow], bt: BankTensors) -> dict[str, Any]:
+    """The papers' passage table: one pair per system, all test passages as candidates."""
+    eval_rows = evaluation_rows(bt)
+    table: dict[str, Any] = {}
+    for row in rows:
+        row.model.eval()
+        sheet, audio = embed_rows(row.model, bt, eval_rows, row.summary)
+        table[row.name] = both_directions(sheet, audio)
+    return table
+
+
+def snippet_table(
+    rows: list[ModelRow], bt: BankTensors, pairs: int = SNIPPET_PAIRS
+) -> dict[str, Any]:
+    """2018 protocol: notehead-centred sheet windows vs onset-centred audio windows."""
+    rng = np.random.default_rng(0)
+    picks = np.sort(rng.choice(len(bt.notes), size=min(pairs, len(bt.notes)), replace=False))
+    notes = bt.notes[torch.from_numpy(picks)]
+    gen = torch.Generator().manual_seed(0)
+    table: dict[str, Any] = {}
+    with torch.inference_mode():
+        sw, _ = sheet_windows(bt, notes[:, 0], gen, augment=False, centre_x=notes[:, 1])
+        half = AUDIO_SNIPPET_FRAMES // 2
+        offsets = bt.perfs[notes[:, 2], 0]
+        frames = bt.perfs[notes[:, 2], 1]
+        start = (notes[:, 3] - half).clamp(min=0)
+        start = torch.minimum(start, (frames - AUDIO_SNIPPET_FRAMES).clamp(min=0))
+        idx = offsets[:, None] + start[:, None] + torch.arange(AUDIO_SNIPPET_FRAMES)[None, :]
+        aw = bt.specs[:, idx].permute(1, 0, 2).float()[:, None].contiguous()
+        for row in rows:
+            row.model.eval()
+            table[row.name] = both_directions(
+                row.model.sheet_snippets(sw), row.model.audio_snippets(aw)
+            )
+    return table
+
+
+def _rank_of(scores: dict[int, float], true_piece: int) -> int:
+    own = scores.get(true_piece, -np.inf)
+    return 1 + sum(1 for v in scores.values() if v > own)
+
+
+def piece_identification(
+    row: ModelRow, bt: BankTensors, system_pages: list[int], seed: int = 0
+) -> dict[str, Any]:
+    """Top-1/top-5 piece identification from 10 s audio excerpts and from single pages."""
+    model = row.model.eval()
+    rng = np.random.default_rng(seed)
+    system_piece = bt.systems[:, 2].numpy()
+    pieces = np.unique(system_piece)
+    sheet = _system_passages(model, bt, row.summary)  # (n_systems, d)
+    perf_snippets = [_performance_snippets(model, bt, p) for p in range(len(bt.perfs))]
+    # audio -> piece: each sub-passage of the excerpt adds its best similarity per piece
+    audio_ranks = []
+    for p, snippets in enumerate(perf_snippets):
+        n = snippets.shape[0]
+        for _ in range(EXCERPTS_PER_PERFORMANCE):
+            s0 = int(rng.integers(0, max(1, n - EXCERPT_SNIPPETS + 1)))
+            excerpt = snippets[s0 : s0 + EXCERPT_SNIPPETS]
+            subs = list(range(0, max(1, len(excerpt) - EXCERPT_SUB_SNIPPETS + 1)))
+            emb = torch.cat(
+                [
+                    _runs(model, excerpt, subs, EXCERPT_SUB_SNIPPETS, row.summary),
+                    _runs(model, excerpt, [0], EXCERPT_SNIPPETS, row.summary),
+                ]
+            )
+            sim = (emb @ sheet.T).numpy()  # (subs, n_systems)
+            scores = {int(q): float(sim[:, system_piece == q].max(axis=1).sum()) for q in pieces}
+            audio_ranks.append(_rank_of(scores, int(bt.perfs[p, 2])))
+    # page -> piece: each system of the page takes its best sliding audio passage per piece
+    windows, window_piece = [], []
+    for p, snippets in enumerate(perf_snippets):
+        starts = list(
+            range(0, max(1, snippets.shape[0] - min(PAGE_WINDOW_SNIPPETS) + 1), PAGE_WINDOW_HOP)
+        )
+        for length in PAGE_WINDOW_SNIPPETS:
+            emb = _runs(model, snippets, starts, length, row.summary)
+            windows.append(emb)
+            window_piece += [int(bt.perfs[p, 2])] * len(emb)
+    audio = torch.cat(windows)
+    wp = np.asarray(window_piece)
+    page_ranks = []
+    for piece_no, groups in _pages_of(system_piece.tolist(), system_pages).items():
+        for systems in groups:
+            sim = (sheet[systems] @ audio.T).numpy()
+            scores = {int(q): float(sim[:, wp == q].max(axis=1).mean()) for q in pieces}
+            page_ranks.append(_rank_of(scores, piece_no))
+    return {
+        "pieces": len(pieces),
+        "audio_10s": _top(audio_ranks),
+        "page": _top(page_ranks),
+    }
+
+
+def _pages_of(system_piece: list[int], system_pages: list[int]) -> dict[int, list[list[int]]]:
+    """Global system indices grouped by piece, then by page."""
+    pages: dict[int, dict[int, list[int]]] = {}
+    for g, (piece, page) in enumerate(zip(system_piece, system_pages, strict=True)):
+        pages.setdefault(int(piece), {}).setdefault(int(page), []).append(g)
+    return {piece: list(by_page.values()) for piece, by_page in pages.items()}
+
+
+def _top(ranks: list[int]) -> dict[str, float]:
+    r = np.asarray(ranks)
+    return {
+        "n": int(len(r)),
+        "top1": float((r <= 1).mean() * 100) if len(r) else float("nan"),
+        "top5": float((r <= 5).mean() * 100) if len(r) else float("nan"),
+    }
+
+
+def chroma_oracle_table(corpus: Path, bt: BankTensors, pieces: list[str]) -> dict[str, Any]:
+    """The symbolic baseline on the same pairs as the model rows."""
+    by_id = {p.id: p for p in iter_pieces(corpus, "test")}
+    notes_of_system: list[list[tuple[int, float, float]]] = []
+    for piece_id in pieces:
+        piece = by_id[piece_id]
+        system_of = piece.notehead_system()
+        first: dict[str, tuple[int, float, float]] = {}
+        for n in piece.score_notes:  # the first play of each notehead
+            if n.note_id not in first or n.onset_s < first[n.note_id][1]:
+                first[n.note_id] = (n.pitch, n.onset_s, n.offset_s)
+        per_system: list[list[tuple[int, float, float]]] = [[] for _ in piece.systems]
+        for note_id, note in first.items():
+            g = system_of.get(note_id)
+            if g is not None:
+                per_system[g].append(note)
+        notes_of_system += per_system
+    rows = bt.passages[evaluation_rows(bt)]
+    sheet, audio = [], []
+    for g, perf, f0, f1 in rows.tolist():
+        notes = notes_of_system[g]
+        start = min((n[1] for n in notes), default=0.0)
+        end = max((n[2] for n in notes), default=start + 1.0)
+        sheet.append(chroma.passage_vector(chroma.score_chroma(notes, start, end)))
+        offset = int(bt.perfs[perf, 0])
+        spec = bt.specs[:, offset + f0 : offset + max(f1, f0 + 1)].float().numpy()
+        audio.append(chroma.passage_vector(chroma.audio_chroma(spec)))
+    return both_directions(torch.from_numpy(np.stack(sheet)), torch.from_numpy(np.stack(audio)))
+
+
+# --- the whole report --------------------------------------------------------------------------
+
+
+def evaluation_report(
+    corpus: Path,
+    rows: list[ModelRow],
+    best: str,
+    baseline: str | None,
+    split: str = "test",
+    robustness: bool = True,
+) -> Job[dict[str, Any]]:
+    """All tables for `rows` on `split`; `best` (and `baseline`) also get piece identification
+    and the robustness table."""
+    steps = 5 + (len(_variants()) if robustness else 0)
+    yield Progress(0, steps, f"bank of the {split} split")
+    bank = yield from ensure_bank(Path(corpus), split)
+    bt = _tensors(bank)
+    report: dict[str, Any] = {
+        "split": split,
+        "corpus": str(corpus),
+        "corpus_manifest_hash": manifest_hash(Path(corpus)),
+        "counts": bank.meta["counts"],
+        "passage_pairs": int(len(evaluation_rows(bt))),
+    }
+    yield Progress(1, steps, "passage retrieval")
+    report["passages"] = passage_table(rows, bt)
+    yield Progress(2, steps, "chroma oracle")
+    report["passages"]["chroma oracle (score MIDI vs audio)"] = chroma_oracle_table(
+        Path(corpus), bt, bank.pieces
+    )
+    yield Progress(3, steps, "snippet retrieval")
+    report["snippets"] = snippet_table(rows, bt)
+    yield Progress(4, steps, "piece identification")
+    focus = [r for r in rows if r.name in {best, baseline}]
+    system_pages = list(bank.meta["system_pages"])
+    report["piece_identification"] = {
+        r.name: piece_identification(r, bt, system_pages) for r in focus
+    }
+    report["robustness"] = {}
+    if robustness:
+        for k, variant in enumerate(_variants()):
+            yield Progress(5 + k, steps, f"robustness: {variant.name}")
+            vbank = yield from ensure_bank(Path(corpus), split, variant)
+            vt = _tensors(vbank)
+            table = passage_table(focus, vt)
+            table["systems_missed_by_detector"] = vbank.meta.get("systems_missed_by_detector", 0)
+            report["robustness"][variant.name] = table
+    yield Progress(steps, steps, "done")
+    return report
+
+
+def _tensors(bank: Any) -> BankTensors:
+    return BankTensors.from_bank(bank, "cpu")
+
+
+def format_report(report: dict[str, Any]) -> Iterator[str]:
+    """The tables as plain text lines."""
+    head = f"{'':44} {'A2S R@1':>8} {'R@10':>6} {'R@25':>6} {'MRR':>6} {'MR':>5}  "
+    head += f"{'S2A R@1':>8} {'R@10':>6} {'R@25':>6} {'MRR':>6} {'MR':>5}"
+
+    def line(name: str, m: dict[str, Any]) -> str:
+        a, s = m["A2S"], m["S2A"]
+        return (
+            f"{name[:44]:44} {a['R@1']:8.1f} {a['R@10']:6.1f} {a['R@25']:6.1f} {a['MRR']:6.3f} "
+            f"{a['MR']:5.0f}  {s['R@1']:8.1f} {s['R@10']:6.1f} {s['R@25']:6.1f} "
+            f"{s['MRR']:6.3f} {s['MR']:5.0f}"
+        )
+
+    yield f"split {report['split']}: {report['passage_pairs']} passage pairs, " + (
+        f"{report['counts']['pieces']} pieces, corpus {report['corpus_manifest_hash']}"
+    )
+    yield ""
+    yield "Passage retrieval (one pair per system, all test passages as candidates)"
+    yield head
+    for name, m in report["passages"].items():
+        yield line(name, m)
+    yield ""
+    yield f"Snippet retrieval ({SNIPPET_PAIRS} pairs, 2018 protocol)"
+    yield head
+    for name, m in report["snippets"].items():
+        yield line(name, m)
+    yield ""
+    yield "Piece identification (all test pieces ranked)"
+    for name, m in report["piece_identification"].items():
+        a, p = m["audio_10s"], m["page"]
+        yield (
+            f"{name[:44]:44} 10 s audio: top-1 {a['top1']:5.1f} % top-5 {a['top5']:5.1f} % "
+            f"(n={a['n']}); one page: top-1 {p['top1']:5.1f} % top-5 {p['top5']:5.1f} % "
+            f"(n={p['n']})"
+        )
+    if report["robustness"]:
+        yield ""
+        yield "Robustness (passage retrieval on degraded test material)"
+        yield head
+        for variant, table in report["robustness"].items():
+            for name, m in table.items():
+                if isinstance(m, dict):
+                    yield line(f"{variant}: {name}", m)
+            missed = table.get("systems_missed_by_detector", 0)
+            if missed:
+                yield f"  ({variant}: detector missed {missed} systems; cut at the true box)"
