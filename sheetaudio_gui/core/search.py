@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -189,17 +189,33 @@ def search_with_audio_encoding(
     return Results(queries, refined)
 
 
-def rank_scores(library: Library, queries: Floats, top_k: int = 10) -> list[ScoreHit]:
-    """Score documents for (k, 64) query passages, each with its best systems."""
-    rows = library.score_rows()
+def _rank_documents(
+    library: Library,
+    passages: Any,
+    ranges: Any,
+    queries: Floats,
+    top_k: int,
+) -> tuple[Any, Any, Any, Any] | None:
+    """Documents ordered by the mean over queries of their best passage similarity: (document
+    ids, top-k order into them, per-document scores, paths by id); None when nothing matches."""
     if len(queries) == 0:
-        return []
-    ids, best = _per_document_max(rows.passages, rows.ranges, queries)
+        return None
+    ids, best = _per_document_max(passages, ranges, queries)
     if len(ids) == 0:
-        return []
+        return None
     doc_scores = best.mean(axis=0)
     order = np.argsort(-doc_scores, kind="stable")[:top_k]
     paths = library.paths([int(ids[d]) for d in order])
+    return ids, order, doc_scores, paths
+
+
+def rank_scores(library: Library, queries: Floats, top_k: int = 10) -> list[ScoreHit]:
+    """Score documents for (k, 64) query passages, each with its best systems."""
+    rows = library.score_rows()
+    ranked = _rank_documents(library, rows.passages, rows.ranges, queries, top_k)
+    if ranked is None:
+        return []
+    ids, order, doc_scores, paths = ranked
     hits = []
     for d in order:
         doc_id = int(ids[d])
@@ -288,14 +304,10 @@ def search_score(
 def rank_recordings(library: Library, queries: Floats, top_k: int = 10) -> list[AudioHit]:
     """Recordings for (k, 64) query passages (systems in reading order), each with time spans."""
     rows = library.audio_rows()
-    if len(queries) == 0:
+    ranked = _rank_documents(library, rows.passages, rows.ranges, queries, top_k)
+    if ranked is None:
         return []
-    ids, best = _per_document_max(rows.passages, rows.ranges, queries)
-    if len(ids) == 0:
-        return []
-    doc_scores = best.mean(axis=0)
-    order = np.argsort(-doc_scores, kind="stable")[:top_k]
-    paths = library.paths([int(ids[d]) for d in order])
+    ids, order, doc_scores, paths = ranked
     hits = []
     for d in order:
         doc_id = int(ids[d])
