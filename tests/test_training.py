@@ -117,3 +117,17 @@ def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_pa
     for key in whole:
         assert torch.allclose(whole[key].float(), resumed[key].float(), atol=1e-6), key
     assert (tmp_path / "b" / "snippet" / "best.pt").is_file()
+
+
+def test_a_resumed_stage_keeps_the_network_sizes_it_started_with(tmp_path):
+    bt = BankTensors.from_bank(synthetic_bank(16))
+    bv = BankTensors.from_bank(synthetic_bank(8, seed=1))
+    first = stage_config("snippet", 2, "cpu", seed=3, batch=4, eval_every=100, checkpoint_every=1)
+    for _ in train_on_banks(bt, bv, tmp_path, first, TINY):
+        pass
+    more = stage_config("snippet", 3, "cpu", seed=3, batch=4, eval_every=100, checkpoint_every=1)
+    for _ in train_on_banks(bt, bv, tmp_path, more, dims=None):  # resumed without saying the sizes
+        pass
+    state = torch.load(tmp_path / "snippet" / "last.pt", weights_only=True)
+    assert state["step"] == 3 and tuple(state["dims"]["cnn_channels"]) == TINY.cnn_channels
+    assert state["trained_s"] > 0

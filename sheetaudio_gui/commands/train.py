@@ -33,12 +33,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
+    parser.add_argument(
+        "--cnn-channels",
+        help="snippet-CNN channels per block, e.g. 24,48,96,96 (default: config.ModelDims); "
+        "only for a new run - a resumed stage keeps its sizes, later stages inherit them",
+    )
     parser.set_defaults(handler=train_command)
 
 
 def train_command(args: argparse.Namespace) -> int:
+    from sheetaudio_gui.config import ModelDims
     from sheetaudio_gui.training.train import STAGES, stage_config, train_stage
 
+    dims = None
+    if args.cnn_channels:
+        dims = ModelDims(cnn_channels=tuple(int(c) for c in args.cnn_channels.split(",")))
     stages = STAGES if args.stage == "all" else (args.stage,)
     for stage in stages:
         over = {"eval_every": args.eval_every}
@@ -47,7 +56,7 @@ def train_command(args: argparse.Namespace) -> int:
         cfg = stage_config(stage, args.steps, args.device, args.seed, **over)
         best = run_with_progress(
             lambda token, cfg=cfg: train_stage(
-                args.corpus, args.run, cfg, cancel=token, threads=args.threads
+                args.corpus, args.run, cfg, dims=dims, cancel=token, threads=args.threads
             ),
             label=f"{stage} ",
         )

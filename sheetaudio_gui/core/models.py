@@ -170,6 +170,17 @@ class LoadedModel:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def dims_to_dict(dims: ModelDims) -> dict[str, Any]:
+    """Network sizes as plain values (lists, ints) that `torch.load(weights_only=True)` accepts."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(dims).items()}
+
+
+def dims_from_dict(raw: dict[str, Any]) -> ModelDims:
+    values = dict(raw)
+    values["cnn_channels"] = tuple(values["cnn_channels"])
+    return ModelDims(**values)
+
+
 def save_model(model: PassageModel, path: str | Path, info: dict[str, Any] | None = None) -> str:
     """Write a self-describing checkpoint; returns its model id (hash of the weights)."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -179,7 +190,7 @@ def save_model(model: PassageModel, path: str | Path, info: dict[str, Any] | Non
     payload: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
-        "dims": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(model.dims).items()},
+        "dims": dims_to_dict(model.dims),
         "state_dict": state,
         "cca": cca,
         "info": info or {},
@@ -207,9 +218,7 @@ def load_model(path: str | Path) -> LoadedModel:
         raise ModelFileError(f"{path}: not a readable sheetaudio model ({error})") from error
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ModelFileError(f"{path}: not a sheetaudio model file")
-    raw = dict(payload["dims"])
-    raw["cnn_channels"] = tuple(raw["cnn_channels"])
-    model = PassageModel(ModelDims(**raw))
+    model = PassageModel(dims_from_dict(payload["dims"]))
     model.load_state_dict(payload["state_dict"])
     if payload.get("cca"):
         model.cca = CCA(**payload["cca"])

@@ -32,7 +32,14 @@ from sheetaudio_gui.config import (
     ModelDims,
 )
 from sheetaudio_gui.core.jobs import CancelToken, Job, Progress
-from sheetaudio_gui.core.models import CCA, PassageModel, load_model, save_model
+from sheetaudio_gui.core.models import (
+    CCA,
+    PassageModel,
+    dims_from_dict,
+    dims_to_dict,
+    load_model,
+    save_model,
+)
 from sheetaudio_gui.training.bank import ensure_bank
 from sheetaudio_gui.training.batches import (
     BankTensors,
@@ -200,20 +207,23 @@ def train_on_banks(
     out = run / cfg.stage
     out.mkdir(parents=True, exist_ok=True)
 
+    last = out / "last.pt"
+    state = torch.load(last, map_location=device, weights_only=True) if last.is_file() else None
+    if state is not None and "dims" in state:  # a resumed run keeps the sizes it started with
+        dims = dims_from_dict(state["dims"])
     model = _initial_model(Path(run), cfg.stage, dims).to(device)
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     model.train()
     params = _set_trainable(model, cfg.stage)
     opt = torch.optim.AdamW(params, lr=cfg.lr)
     gen = torch.Generator().manual_seed(cfg.seed)
-    step, best = 0, -1.0
-    last = out / "last.pt"
-    if last.is_file():
-        state = torch.load(last, map_location=device, weights_only=True)
+    step, best, trained_s = 0, -1.0, 0.0
+    if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
         step, best = int(state["step"]), float(state["best"])
+        trained_s = float(state.get("trained_s", 0.0))
         log.info("resuming %s at step %d (best %.4f)", cfg.stage, step, best)
     summary: Summary = "mean" if cfg.stage == "snippet" else "gru"
     log_file = (out / "log.jsonl").open("a")
@@ -236,6 +246,7 @@ def train_on_banks(
                 "step": step,
                 "loss": round(float(loss.detach()), 5),
                 "pairs_per_s": round(rate, 2),
+                "trained_s": round(trained_s + time.perf_counter() - t0, 1),
             }
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 metrics = evaluate_bank(model, bv, summary, limit=VALID_SYSTEMS, seed=cfg.seed)
@@ -248,7 +259,7 @@ def train_on_banks(
             log_file.write(json.dumps(record) + "\n")
             log_file.flush()
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                _save_last(last, model, opt, gen, step, best, cfg)
+                _save_last(last, model, opt, gen, step, best, cfg, record["trained_s"])
             yield Progress(step, cfg.steps, f"loss {float(loss.detach()):.3f}, {rate:.1f} pairs/s")
     finally:
         log_file.close()
@@ -275,6 +286,7 @@ def _save_last(
     step: int,
     best: float,
     cfg: StageConfig,
+    trained_s: float,
 ) -> None:
     """Atomic resume checkpoint: a kill during the write leaves the previous one intact."""
     tmp = path.with_suffix(".tmp")
@@ -286,6 +298,8 @@ def _save_last(
             "step": step,
             "best": best,
             "config": asdict(cfg),
+            "dims": dims_to_dict(model.dims),
+            "trained_s": trained_s,  # wall-clock seconds spent in this stage, over all resumes
         },
         tmp,
     )
