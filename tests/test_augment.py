@@ -453,3 +453,28 @@ def test_presets_are_cheap_enough_for_a_data_loader() -> None:
             run()
         ms = (time.perf_counter() - start) * 10.0
         assert ms < 10.0, f"{name}: {ms:.1f} ms per call (target < 5 ms)"
+
+
+@pytest.mark.parametrize("preset", [A.scan_with_geometry, A.phone_photo_with_geometry])
+def test_page_geometry_returned_by_a_preset_says_where_the_ink_went(preset) -> None:
+    """Evaluation moves true system boxes with the page: a dot must land where map_points says."""
+    page = np.full((400, 300), 255, np.uint8)
+    dots = [(40, 50), (260, 60), (150, 200), (45, 350), (255, 340)]
+    for x, y in dots:
+        page[y - 3 : y + 4, x - 3 : x + 4] = 0
+    for seed in range(2):
+        out, forward = preset(page, np.random.default_rng(seed), strength=1.5)
+        expected = A.map_points(forward, page.shape, dots)
+        for (ex, ey), (x, y) in zip(expected, dots, strict=True):
+            ix, iy = int(round(ex)), int(round(ey))
+            patch = out[iy - 12 : iy + 13, ix - 12 : ix + 13].astype(float)
+            yy, xx = np.mgrid[iy - 12 : iy + 13, ix - 12 : ix + 13]
+            ink = np.clip(patch.max() - patch - 0.5 * (patch.max() - patch.min()), 0, None)
+            assert ink.sum() > 0, (seed, x, y)
+            cx, cy = (ink * xx).sum() / ink.sum(), (ink * yy).sum() / ink.sum()
+            assert math.hypot(cx - ex, cy - ey) < 2.5, (seed, (x, y), (cx, cy), (ex, ey))
+
+
+def test_map_box_of_the_identity_is_the_box_itself() -> None:
+    box = (10.0, 20.0, 300.0, 80.0)
+    assert A.map_box(np.eye(3), (400, 500), box) == pytest.approx(box)

@@ -36,6 +36,7 @@ from sheetaudio_gui import config
 
 Image = npt.NDArray[np.uint8]  # (H, W) grayscale, 0 = ink, 255 = paper
 FloatImage = npt.NDArray[np.float32]  # (H, W) grey levels in [0, 255]
+Homography = npt.NDArray[np.float64]  # 3 x 3 forward map of centred pixel coordinates (x, y, 1)
 Audio = npt.NDArray[np.float32]  # (samples,) mono, in [-1, 1]
 NoiseKind = Literal["white", "pink", "hum"]
 
@@ -553,23 +554,25 @@ def _check_strength(strength: float) -> None:
         raise ValueError(f"strength must be in [0, 2], got {strength}")
 
 
-def degrade_scan(
+def scan_with_geometry(
     image: Image,
     rng: np.random.Generator,
     strength: float = 1.0,
     verso: Image | None = None,
     ranges: ScanDegradation = SCAN,
-) -> Image:
+) -> tuple[Image, Homography]:
     """A flatbed scan of a printed page: (H, W) uint8 -> (H, W) uint8.
 
     Ink thickness, bleed-through (of `verso`, or of the image itself mirrored and shifted, which
     has the same staff layout as a real verso), paper texture, slight rotation / skew / scale /
     shift, blur, a faint illumination gradient, sensor noise, specks, tone curve, JPEG.
-    `strength=0` returns an unchanged copy.
+    `strength=0` returns an unchanged copy. Also returns the page geometry's forward homography
+    (see `map_points`) so that evaluation can move true boxes with the ink.
     """
     _check_strength(strength)
+    fwd: Homography = np.eye(3)
     if strength == 0.0:
-        return np.array(image, dtype=np.uint8, copy=True)
+        return np.array(image, dtype=np.uint8, copy=True), fwd
     s, r = strength, ranges
     f = _to_float(image)
     h, w = f.shape
@@ -611,24 +614,24 @@ def degrade_scan(
     if rng.random() < r.p_jpeg:
         quality = max(95.0 - rng.uniform(0.0, 1.0) * (95.0 - r.jpeg_quality_min) * s, 10.0)
         out = _jpeg_dct(out, quality)
-    return out
+    return out, fwd
 
 
-def degrade_phone_photo(
+def phone_photo_with_geometry(
     image: Image,
     rng: np.random.Generator,
     strength: float = 1.0,
     ranges: PhotoDegradation = PHOTO,
-) -> Image:
+) -> tuple[Image, Homography]:
     """A phone photo of a printed page: (H, W) uint8 -> (H, W) uint8.
 
     Keystone perspective and rotation, defocus blur, strong uneven light (gradient, vignetting,
     sometimes a soft shadow), grey paper and dark-grey ink, sensor noise, gamma, JPEG.
-    `strength=0` returns an unchanged copy.
+    `strength=0` returns an unchanged copy. Also returns the forward homography (`map_points`).
     """
     _check_strength(strength)
     if strength == 0.0:
-        return np.array(image, dtype=np.uint8, copy=True)
+        return np.array(image, dtype=np.uint8, copy=True), np.eye(3)
     s, r = strength, ranges
     f = _to_float(image)
     h, w = f.shape
@@ -668,7 +671,50 @@ def degrade_phone_photo(
     if rng.random() < r.p_jpeg:
         quality = max(95.0 - rng.uniform(0.0, 1.0) * (95.0 - r.jpeg_quality_min) * s, 10.0)
         out = _jpeg_dct(out, quality)
+    return out, fwd
+
+
+def degrade_scan(
+    image: Image,
+    rng: np.random.Generator,
+    strength: float = 1.0,
+    verso: Image | None = None,
+    ranges: ScanDegradation = SCAN,
+) -> Image:
+    """A flatbed scan of a printed page: (H, W) uint8 -> (H, W) uint8 (`scan_with_geometry`)."""
+    return scan_with_geometry(image, rng, strength, verso, ranges)[0]
+
+
+def degrade_phone_photo(
+    image: Image,
+    rng: np.random.Generator,
+    strength: float = 1.0,
+    ranges: PhotoDegradation = PHOTO,
+) -> Image:
+    """A phone photo of a printed page: (H, W) -> (H, W) uint8 (see `phone_photo_with_geometry`)."""
+    return phone_photo_with_geometry(image, rng, strength, ranges)[0]
+
+
+def map_points(
+    forward: Homography, shape: tuple[int, int], xy: npt.ArrayLike
+) -> npt.NDArray[np.float64]:
+    """Where page pixels (n, 2) as (x, y) land under a warp of a page of `shape` (H, W)."""
+    h, w = shape
+    pts = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    centre = np.array([(w - 1) / 2, (h - 1) / 2])
+    homogeneous = np.column_stack([pts - centre, np.ones(len(pts))]) @ forward.T
+    out: npt.NDArray[np.float64] = homogeneous[:, :2] / homogeneous[:, 2:3] + centre
     return out
+
+
+def map_box(
+    forward: Homography, shape: tuple[int, int], box: tuple[float, ...]
+) -> tuple[float, float, float, float]:
+    """The axis-aligned box around a warped box (x0, y0, x1, y1), in the warped page's pixels."""
+    x0, y0, x1, y1 = box[:4]
+    corners = map_points(forward, shape, [(x0, y0), (x1, y0), (x0, y1), (x1, y1)])
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    return float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1])
 
 
 # ================================================================================ audio effects ==

@@ -18,11 +18,12 @@ is converted once into memory-mappable arrays:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,13 +44,18 @@ from sheetaudio_gui.training.corpus_format import (
 log = logging.getLogger(__name__)
 
 BANK_VERSION = 2
+PAGE_VARIANT_VERSION = 2  # degraded-page banks: 2 = true boxes move with the page geometry
 BANK_STRIP_PAD_PX = 8  # extra rows above and below the 80-row window band (halved strip px)
 BANK_STRIP_HEIGHT = SHEET_SNIPPET_HEIGHT_PX + 2 * BANK_STRIP_PAD_PX
 STRIP_MARGIN_SPACES = 1.0  # staff spaces kept left and right of the staff lines
 BANK_FILES = ("strips", "systems", "specs", "perfs", "passages", "notes")
 
 
-ImageTransform = Callable[[npt.NDArray[np.uint8], np.random.Generator], npt.NDArray[np.uint8]]
+# a page degradation: (page, rng) -> (degraded page, forward homography of its geometry)
+ImageTransform = Callable[
+    [npt.NDArray[np.uint8], np.random.Generator],
+    tuple[npt.NDArray[np.uint8], npt.NDArray[np.float64]],
+]
 AudioTransform = Callable[[npt.NDArray[np.float32], np.random.Generator], npt.NDArray[np.float32]]
 
 
@@ -103,6 +109,8 @@ def manifest_hash(corpus_dir: Path) -> str:
 
 def bank_dir(corpus_dir: Path, split: str, variant: Variant = CLEAN) -> Path:
     name = f"{split}-{variant.name}" if variant.name else split
+    if variant.page is not None:
+        name += f"-p{PAGE_VARIANT_VERSION}"
     return corpus_dir / "bank" / f"{name}-v{BANK_VERSION}"
 
 
@@ -115,7 +123,7 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
 
 
 def _detected_systems(
-    image: npt.NDArray[np.uint8], truth: list[tuple[float, ...]]
+    image: npt.NDArray[np.uint8], truth: Sequence[tuple[float, ...]]
 ) -> tuple[list[tuple[tuple[float, float, float, float], float] | None], int]:
     """Per true system box, the detected system (box, staff space) it overlaps most (IoU >= 0.5),
     or None; and how many true systems the detector missed."""
@@ -160,11 +168,18 @@ def _piece_arrays(piece: CorpusPiece, piece_no: int, variant: Variant = CLEAN) -
     images = {i: piece.page_image(i) for i in pages}
     rng = np.random.default_rng([variant.seed, piece_no])
     detected: dict[int, list[tuple[tuple[float, float, float, float], float] | None]] = {}
+    moved: dict[int, Callable[[tuple[float, ...]], tuple[float, float, float, float]]] = {}
     missed = 0
     if variant.page is not None:
+        from sheetaudio_gui.training.augment import map_box
+
         for i in pages:
-            images[i] = variant.page(images[i], rng)
-            detected[i], miss = _detected_systems(images[i], [s.box for s in pages[i].systems])
+            shape = images[i].shape
+            images[i], forward = variant.page(images[i], rng)
+            # the true boxes move with the ink (rotation, perspective): compare in the new page
+            moved[i] = functools.partial(map_box, forward, (shape[0], shape[1]))
+            truth = [moved[i](s.box) for s in pages[i].systems]
+            detected[i], miss = _detected_systems(images[i], truth)
             missed += miss
     for ref in piece.systems:
         page = pages[ref.page]
@@ -174,6 +189,8 @@ def _piece_arrays(piece: CorpusPiece, piece_no: int, variant: Variant = CLEAN) -
         found = detected.get(ref.page, [None] * len(page.systems))[ref.index_on_page]
         if found is not None:
             box, space = found
+        elif ref.page in moved:  # missed by the detector: cut at the moved true box
+            box = moved[ref.page](box)
         strip = system_strip(
             images[ref.page], box, space, STRIP_MARGIN_SPACES, height=BANK_STRIP_HEIGHT
         )

@@ -60,12 +60,15 @@ class ModelRow:
     summary: Summary
 
 
-def _variants() -> list[Variant]:
-    def scan(image: npt.NDArray[np.uint8], rng: np.random.Generator) -> npt.NDArray[np.uint8]:
-        return augment.degrade_scan(image, rng)
+Page = npt.NDArray[np.uint8]
 
-    def phone(image: npt.NDArray[np.uint8], rng: np.random.Generator) -> npt.NDArray[np.uint8]:
-        return augment.degrade_phone_photo(image, rng)
+
+def _variants() -> list[Variant]:
+    def scan(image: Page, rng: np.random.Generator) -> tuple[Page, npt.NDArray[np.float64]]:
+        return augment.scan_with_geometry(image, rng)
+
+    def phone(image: Page, rng: np.random.Generator) -> tuple[Page, npt.NDArray[np.float64]]:
+        return augment.phone_photo_with_geometry(image, rng)
 
     def room(audio: npt.NDArray[np.float32], rng: np.random.Generator) -> npt.NDArray[np.float32]:
         return augment.degrade_recording(audio, rng)
