@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import multiprocessing
 import sys
 import time
 from collections.abc import Sequence
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 DEMO_DIR = Path(__file__).resolve().parents[2] / "resources" / "demo"  # repo/resources/demo
 ORGANISATION = "sheetaudio"
+LOG_FILE = "sheetaudio.log"  # in platformdirs.user_log_dir (e.g. ~/.local/state/sheetaudio/log)
+LOG_FILE_BYTES = 1_000_000  # rotated at this size, two old files kept
 
 
 def make_settings(path: Path | None = None) -> QSettings:
@@ -64,12 +67,41 @@ def build_window(
     return window
 
 
+def _log_to_file() -> None:
+    """Also keep a log (INFO and up, 3 x 1 MB) in the per-user log folder, for bug reports."""
+    import logging.handlers
+
+    import platformdirs
+
+    try:
+        folder = Path(platformdirs.user_log_dir(config.APP_NAME))
+        folder.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.RotatingFileHandler(
+            folder / LOG_FILE, maxBytes=LOG_FILE_BYTES, backupCount=2, encoding="utf-8"
+        )
+    except OSError as error:  # a read-only home must not stop the application
+        logger.warning("no log file: %s", error)
+        return
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for terminal in root.handlers:  # the terminal keeps the level asked for (-v or not)
+        if terminal.level == logging.NOTSET:
+            terminal.setLevel(root.level)
+    root.addHandler(handler)
+    root.setLevel(min(root.level, logging.INFO))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
+    multiprocessing.freeze_support()  # a frozen (PyInstaller) app starts its indexer child here
     parser = argparse.ArgumentParser(prog="sheetaudio-gui", description=__doc__)
     parser.add_argument("--library", type=Path, help="library folder (default: per-user data)")
     parser.add_argument("--model", type=Path, help="model weights (default: the shipped model)")
     parser.add_argument("--open", type=Path, help="a score or recording to open")
+    parser.add_argument(
+        "file", nargs="?", type=Path, help="a score or recording to open (as from a file manager)"
+    )
     parser.add_argument("--no-demo", action="store_true", help="do not index the demo library")
     parser.add_argument("-v", "--verbose", action="store_true")
     args, qt_args = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
@@ -77,14 +109,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    _log_to_file()
     app = QApplication.instance() or QApplication([sys.argv[0], *qt_args])
     app.setApplicationName(config.APP_NAME)
     app.setOrganizationName(ORGANISATION)
     app.setApplicationVersion(__version__)
     window = build_window(args.library, args.model, demo_dir=None if args.no_demo else DEMO_DIR)
     window.show()
-    if args.open:
-        window.open_path(args.open)
+    if args.open or args.file:
+        window.open_path(args.open or args.file)
     QTimer.singleShot(
         0, lambda: logger.info("window usable after %.2f s", time.perf_counter() - started)
     )

@@ -15,7 +15,7 @@ HELP_TEXT = """\
 # Using sheetaudio
 
 **Score → recordings.** Open a score (Ctrl+O, or drop a PDF/image on the window).
-Then *click a staff system*, *drag a rectangle*, or press **Find recordings of this page**.
+Then *click a staff system*, *drag a rectangle*, or press **Query whole page**.
 The results list the recordings and the time spans that play it; choose one to hear it,
 with a cursor following on the score.
 

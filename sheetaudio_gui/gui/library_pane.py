@@ -184,13 +184,15 @@ class LibraryPane(QWidget):
             self.session.when_model_ready(lambda: self.add(paths))
             return None
         return self._start(
-            lambda lib, cancel: lib.add(paths, cancel), f"Indexing {len(paths)} item(s)"
+            lambda lib, cancel: lib.add(paths, cancel), f"Indexing {len(paths)} item(s)", paths
         )
 
     def rescan(self) -> JobHandle | None:
         if self.session.model is None or (self.job is not None and self.job.is_running()):
             return None
-        return self._start(lambda lib, cancel: lib.rescan(cancel), "Rescanning the library")
+        return self._start(
+            lambda lib, cancel: lib.rescan(cancel), "Rescanning the library", rescan=True
+        )
 
     def remove_selected(self) -> None:
         docs = self.selected_documents()
@@ -207,12 +209,25 @@ class LibraryPane(QWidget):
             self.job.cancel()
             self.status.setText("Cancelling after the current file…")
 
-    def _start(self, task: Any, text: str) -> JobHandle:
+    def _start(
+        self, task: Any, text: str, paths: list[Path] | None = None, rescan: bool = False
+    ) -> JobHandle:
+        """Index with `task(library, cancel)` in a worker thread, or - with the real core - in a
+        child process (`core.indexer`): the window never waits for the indexer's GIL, and a file
+        that crashes a native decoder costs that file, not the application."""
         self._set_busy(True)
         self.status.setText(text + "…")
         self._show_errors([])
         self.progress.setRange(0, 0)
-        job = self.session.run_library(task, "index")
+        index_files = self.session.services.index_files
+        if index_files is not None:
+            folder, model_path, todo = self.session.library_dir, self.session.model_path, paths
+            job = self.session.run(
+                lambda cancel: index_files(folder, model_path, list(todo or []), cancel, rescan),
+                "index",
+            )
+        else:
+            job = self.session.run_library(task, "index")
         job.progress.connect(self._progress)
         job.finished.connect(self._finished)
         job.failed.connect(self._failed)
