@@ -246,7 +246,7 @@ def train_on_banks(
                 "step": step,
                 "loss": round(float(loss.detach()), 5),
                 "pairs_per_s": round(rate, 2),
-                "trained_s": round(trained_s + time.perf_counter() - t0, 1),
+                "trained_s": round(trained_s + time.perf_counter() - t0, 3),
             }
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 metrics = evaluate_bank(model, bv, summary, limit=VALID_SYSTEMS, seed=cfg.seed)
