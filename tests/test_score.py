@@ -256,3 +256,21 @@ def test_a_huge_image_is_rendered_no_larger_than_page_max_pixels(tmp_path: Path)
     assert (page.width, page.height) == (20_000, 20_000)
     assert page.px_per_unit == pytest.approx(math.sqrt(PAGE_MAX_PIXELS) / 20_000, rel=0.01)
     assert detect_systems(page.image) == []
+
+
+def test_skew_search_at_the_edge_of_its_range_stays_inside_it():
+    """A page whose lines slope just past the search limit: the fine search must not look beyond
+    +-MAX_SKEW_DEG (its padding only covers that range) and must not fail."""
+    import math
+
+    from sheetaudio_gui.config import MAX_SKEW_DEG
+
+    h, w = 400, 1200
+    page = np.full((h, w), 255, np.uint8)
+    slope = math.tan(math.radians(MAX_SKEW_DEG + 0.2))
+    xs = np.arange(w)
+    for k in range(5):
+        ys = np.clip(np.round(100 + 10 * k + xs * slope).astype(int), 0, h - 1)
+        page[ys, xs] = 0
+    page[2:8, w - 60 : w - 10] = 0  # ink in the top-right corner: the row that would go negative
+    assert isinstance(detect_systems(page), list)

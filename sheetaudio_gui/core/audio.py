@@ -53,6 +53,12 @@ RANGE_MARGIN_S = 0.25  # s of extra input read around a time range; the resample
 FFT_CHUNK_FRAMES = 1024  # STFT frames (summed over the batch) per FFT call: ~17 MB scratch
 IMAGE_PX_PER_BIN = 3  # spectrogram PNG: pixel rows per filterbank bin
 IMAGE_PX_PER_FRAME = 1  # spectrogram PNG: pixel columns per frame (1 px = 50 ms)
+# A damaged header (e.g. an MP3's Xing frame count) can claim years of audio; the spectrogram is
+# preallocated for at most this long and grows if the file really is longer.
+PREALLOCATE_MAX_S = 4 * 3600.0  # s: 288,000 frames, 106 MB of float32
+# libsndfile is asked for at most this many samples (frames x channels) at once, so a block of an
+# 8-channel 192 kHz file, or a header claiming 255 channels, needs no more than 16 MB of scratch.
+READ_CHUNK_SAMPLES = 1 << 22  # samples (float32)
 
 # After a seek, libsndfile's MP3 decoder returns wrong samples until it has warmed up (measured
 # with libsndfile 1.2.2: up to 4358 samples, ~4 MPEG frames); this much more is decoded and dropped.
@@ -257,22 +263,37 @@ def _seek(f: sf.SoundFile, path: Path, frame: int) -> int:
 
 
 def _read(f: sf.SoundFile, path: Path, frames: int) -> Samples:
-    """Up to `frames` frames, channels averaged: (n,) float32; (0,) at the end of the file."""
-    try:
-        position = f.tell()
-        data = f.read(frames, dtype="float32", always_2d=True)
-    except sf.SoundFileError as error:
-        detail = str(getattr(error, "error_string", "") or error).strip()
-        raise UnreadableAudio(
-            path,
-            f"decoding failed near {position / f.samplerate:.1f} s ({detail}); the file is damaged"
-            " or truncated, re-export or re-copy it",
-        ) from error
-    mono: Samples = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+    """Up to `frames` frames, channels averaged: (n,) float32; (0,) at the end of the file.
+
+    Read in pieces of at most `READ_CHUNK_SAMPLES`, so scratch memory does not grow with the
+    channel count or sample rate.
+    """
+    step = max(1, READ_CHUNK_SAMPLES // f.channels)
+    parts: list[Samples] = []
+    start = -1  # position of the first frame read, for messages
+    while frames > 0:
+        try:
+            position = f.tell()
+            data = f.read(min(step, frames), dtype="float32", always_2d=True)
+        except sf.SoundFileError as error:
+            detail = str(getattr(error, "error_string", "") or error).strip()
+            raise UnreadableAudio(
+                path,
+                f"decoding failed near {position / f.samplerate:.1f} s ({detail}); the file is"
+                " damaged or truncated, re-export or re-copy it",
+            ) from error
+        start = position if start < 0 else start
+        if len(data) == 0:
+            break
+        parts.append(data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32))
+        frames -= len(data)
+    mono: Samples = (
+        parts[0] if len(parts) == 1 else np.concatenate([np.zeros(0, np.float32), *parts])
+    )
     if not np.isfinite(mono).all():
         raise UnreadableAudio(
             path,
-            f"contains invalid samples (NaN or infinity) near {position / f.samplerate:.1f} s;"
+            f"contains invalid samples (NaN or infinity) near {start / f.samplerate:.1f} s;"
             " the file is damaged, re-export it",
         )
     return np.ascontiguousarray(mono)
@@ -412,7 +433,8 @@ class _StreamingSpectrogram:
 
     Keeps only the samples that frames still to come need (< one block + 2048), with the signal's
     start padded by 1024 zeros like the whole-signal version. The result is allocated once for
-    `expected_frames` (from the file's header) and only grows if the header was wrong.
+    `expected_frames` (from the file's header, at most `PREALLOCATE_MAX_S`) and only grows if
+    the header was wrong.
     """
 
     def __init__(self, expected_frames: int = 0) -> None:
@@ -420,7 +442,8 @@ class _StreamingSpectrogram:
         self.buffer_start = -_HALF_FRAME  # signal index of buffer[0]
         self.samples_seen = 0
         self.next_frame = 0
-        self.result = np.zeros((SPEC_BINS, max(0, expected_frames)), np.float32)
+        cap = int(PREALLOCATE_MAX_S * FRAMES_PER_SECOND)
+        self.result = np.zeros((SPEC_BINS, min(max(0, expected_frames), cap)), np.float32)
 
     def push(self, block: Samples) -> None:
         self.buffer = np.concatenate([self.buffer, block])

@@ -37,6 +37,7 @@ from scipy import ndimage
 
 from sheetaudio_gui.config import (
     DETECT_MAX_PIXELS,
+    IMAGE_MAX_DECODED_PIXELS,
     MAX_SKEW_DEG,
     PAGE_MAX_PIXELS,
     PAGE_RENDER_DPI,
@@ -53,6 +54,10 @@ SIXTH_LINE_MAX_FRACTION = 0.5
 # Local until moved to config.py: a staff carries symbols that cross its lines (clef, notes,
 # stems) over at least this many staff spaces of columns; text in a ruled table does not.
 SYMBOLS_ON_LINES_MIN_SPACES = 0.5
+
+# What pymupdf raises on damaged input: its own errors derive from RuntimeError or ValueError,
+# but errors of the MuPDF bindings (FzErrorFormat, FzErrorLimit, ...) reach Python unwrapped.
+_MUPDF_ERRORS: tuple[type[Exception], ...] = (RuntimeError, ValueError, pymupdf.mupdf.FzErrorBase)
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1
 Gray = npt.NDArray[np.uint8]
@@ -108,9 +113,29 @@ class ScoreDocument:
                 else:  # no image record: assume 72 dpi, as MuPDF does
                     width, height = float(rect.width), float(rect.height)
                 scale = 1.0
+                if width * height > IMAGE_MAX_DECODED_PIXELS:
+                    raise UnreadableScore(
+                        self.path,
+                        f"the image is too large to decode ({width:.0f} x {height:.0f} px, more"
+                        f" than {IMAGE_MAX_DECODED_PIXELS / 1e6:.0f} megapixels); save it at a"
+                        " lower resolution (300-600 dpi is plenty) and open that",
+                    )
+            if not (0 < width < math.inf and 0 < height < math.inf and rect.width > 0):
+                raise UnreadableScore(
+                    self.path,
+                    f"page {index + 1} has no area ({width} x {height} {self.units});"
+                    " the file is damaged, re-export the score",
+                )
             pixels = width * height * scale * scale
             if pixels > PAGE_MAX_PIXELS:
                 scale *= math.sqrt(PAGE_MAX_PIXELS / pixels)
+                # MuPDF rounds the pixmap out to whole pixels: a sliver (4,000,000 x 40 px)
+                # keeps a short side of >= 1 px, so shrink until the rounded size fits
+                for _ in range(100):
+                    rounded = math.ceil(width * scale) * math.ceil(height * scale)
+                    if rounded <= PAGE_MAX_PIXELS:
+                        break
+                    scale *= min(0.999, PAGE_MAX_PIXELS / rounded)
                 logger.info(
                     "%s page %d: reduced to %.0f%% to bound memory", self.path, index, 100 * scale
                 )
@@ -118,7 +143,13 @@ class ScoreDocument:
             pix = pg.get_pixmap(
                 matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csGRAY, alpha=False
             )
-        except (RuntimeError, ValueError) as exc:  # pymupdf's errors derive from RuntimeError
+        except pymupdf.mupdf.FzErrorLimit as exc:  # MuPDF refuses dimensions that overflow
+            raise UnreadableScore(
+                self.path,
+                f"page {index + 1} is too large to decode ({exc}); save it at a lower resolution"
+                " (300-600 dpi is plenty) and open that",
+            ) from exc
+        except _MUPDF_ERRORS as exc:
             raise UnreadableScore(
                 self.path, f"page {index + 1} cannot be rendered ({exc}); the file may be damaged"
             ) from exc
@@ -157,22 +188,36 @@ def open_score(path: str | Path) -> ScoreDocument:
         raise UnreadableScore(path, f"unsupported file type {suffix!r}; use one of {kinds}")
     if path.stat().st_size == 0:
         raise UnreadableScore(path, "the file is empty (0 bytes); export or scan the score again")
+    what = "PDF" if suffix == ".pdf" else "image"
     try:
         doc = pymupdf.open(path, filetype=suffix.lstrip("."))
-    except (RuntimeError, ValueError) as exc:
-        what = "PDF" if suffix == ".pdf" else "image"
+    except _MUPDF_ERRORS as exc:
         raise UnreadableScore(
             path, f"is not a readable {what} ({exc}); re-export or re-scan the score"
         ) from exc
-    if doc.needs_pass:
+    try:
+        locked, page_count, is_pdf = bool(doc.needs_pass), int(doc.page_count), bool(doc.is_pdf)
+        repaired = is_pdf and bool(doc.is_repaired)
+    except _MUPDF_ERRORS as exc:
+        doc.close()
+        raise UnreadableScore(
+            path, f"is not a readable {what} ({exc}); re-export or re-scan the score"
+        ) from exc
+    if locked:
         doc.close()
         raise UnreadableScore(
             path, "the PDF is password-protected; save an unprotected copy and open that"
         )
-    if doc.page_count == 0:
+    if page_count == 0:
         doc.close()
         raise UnreadableScore(path, "the file has no pages; re-export the score")
-    units = "pt" if doc.is_pdf else "px"
+    if repaired:  # a cut-off or damaged PDF: MuPDF rebuilt what it could find
+        logger.warning(
+            "%s: the PDF is damaged and was repaired; pages or music may be missing,"
+            " re-export the score if they are",
+            path,
+        )
+    units = "pt" if is_pdf else "px"
     return ScoreDocument(path, doc, units)
 
 
@@ -230,11 +275,15 @@ def systems_in_units(systems: list[System], page: Page) -> list[System]:
 def detect_systems(image: Gray) -> list[System]:
     """Find the staff systems of a page: (H, W) uint8 grayscale -> systems top to bottom.
 
-    Boxes are in pixels of `image`. Pages without staves (text, blank) give an empty list.
+    Boxes are in pixels of `image`. Pages without staves (text, blank, empty) give an empty list.
     """
-    if image.ndim != 2 or image.size == 0:
+    if image.ndim != 2:
         raise ValueError(f"expected a (H, W) grayscale page, got shape {image.shape}")
+    if image.size == 0:  # a page with no pixels has no staves
+        return []
     factor = max(1, math.ceil(math.sqrt(image.size / DETECT_MAX_PIXELS)))
+    if min(image.shape) < factor:  # a sliver narrower than one block has no staff
+        return []
     ink = _ink(image, factor)
     angle = _skew(ink)
     sheared, shifts = _shear(ink, angle)
@@ -318,6 +367,7 @@ def _skew(ink: Floats) -> float:
         candidates = np.arange(
             lo, (MAX_SKEW_DEG if step == 0.5 else best + 2.5 * step) + 1e-9, step
         )
+        candidates = candidates[np.abs(candidates) <= MAX_SKEW_DEG + 1e-9]  # pad covers only these
         scores = [sharpness(float(d)) for d in candidates]
         best = float(candidates[int(np.argmax(scores))])
     return math.radians(best)
@@ -488,6 +538,8 @@ def _verify_staff(rows: _RowBands, lines: tuple[float, ...]) -> tuple[float, _Ra
     (ruled lists and tables), and that a vertical stroke (barline, clef, brace) crosses from top
     to bottom line. The score prefers chains whose 5 lines are all drawn over the longest run.
     """
+    if lines[0] < 0 or lines[-1] >= rows.ink.shape[0]:  # a fitted line off the page
+        return None
     s = (lines[-1] - lines[0]) / (len(lines) - 1)
     half = max(1, int(round(0.2 * s)))
     line_ink = np.stack([rows.band(y, half) for y in lines])  # (5, W): ink across each line
