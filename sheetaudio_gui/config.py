@@ -29,6 +29,10 @@ PAGE_RENDER_DPI = 150.0  # PDF pages are rasterised at this resolution for detec
 PDF_POINTS_PER_INCH = 72.0  # PDF user-space unit
 STAFF_LINES = 5  # lines per staff in common Western notation
 PAGE_MAX_PIXELS = 36_000_000  # pages are rendered at most this large (px), e.g. 6000 x 6000
+# MuPDF decodes a PNG, TIFF or BMP whole before scaling it down (peak ~2 bytes per pixel and
+# colour component), so a larger image is refused before decoding; 20000 x 20000 px (an A4 page
+# scanned at 2400 dpi) is the largest that opens.
+IMAGE_MAX_DECODED_PIXELS = 400_000_000  # px
 DETECT_MAX_PIXELS = 4_000_000  # staff detection block-averages larger pages below this (px)
 MAX_SKEW_DEG = 3.0  # staff detection searches page skew within +-3 degrees
 
@@ -144,6 +148,10 @@ LIBRARY_EMBEDDINGS_DIR = "embeddings"  # append-only embedding matrices inside t
 LIBRARY_SCHEMA_VERSION = 1  # bump when the tables change; older libraries are re-created
 SQLITE_BUSY_TIMEOUT_S = 30.0  # a writer waits this long for another thread's transaction
 LIBRARY_COMPACT_DEAD_FRACTION = 0.5  # matrices are rewritten when this share of rows is removed
+LIBRARY_DOCUMENT_LIST_FILE = "documents.json"  # spare list of documents, for `library repair`
+LIBRARY_READ_RETRIES = 50  # snapshots a reader tries when a matrix file is replaced under it
+LIBRARY_READ_RETRY_WAIT_S = 0.02  # pause between those tries, s
+LIBRARY_DAMAGED_SUFFIX = ".damaged"  # a damaged database is moved aside under this suffix + time
 HASH_BLOCK_BYTES = 1 << 20  # content hashing reads files in 1 MiB blocks
 SEARCH_CHUNK_ROWS = 262_144  # rows per similarity matmul: 32 MiB of bfloat16, cache-friendly
 SEARCH_SIMILARITY_FLOATS = 1 << 25  # float32 similarities held at once: 128 MiB

@@ -1,4 +1,4 @@
-"""`sheetaudio library add|list|remove|rescan|check`, `query`, `align`, `eval-library`.
+"""`sheetaudio library add|list|remove|rescan|check|repair`, `query`, `align`, `eval-library`.
 
 Every command opens the library folder (`--library`, default: the user data folder) and prints
 text, or with `--json` the JSON that scripts read. `eval-library` writes a corpus split out as a
@@ -56,6 +56,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     check = actions.add_parser("check", help="check the library's consistency")
     common(check)
     check.set_defaults(handler=library_check)
+
+    repair = actions.add_parser(
+        "repair", help="rebuild a damaged library (database or embeddings), keeping its documents"
+    )
+    common(repair, model=True)
+    repair.set_defaults(handler=library_repair)
 
     query = sub.add_parser("query", help="search the library with audio or a score region")
     common(query, model=True)
@@ -186,13 +192,47 @@ def library_remove(args: argparse.Namespace) -> int:
 
 
 def library_check(args: argparse.Namespace) -> int:
-    with open_library(args) as library:
-        problems = library.check()
+    from sheetaudio_gui.core.index import Library
+
+    problems = Library.check_folder(args.library)
+    if problems:
+        folder = args.library or "the default library folder"
+        problems.append(f"run `sheetaudio library repair --library {folder}` to rebuild it")
     if args.json:
         print(json.dumps({"problems": problems}, indent=2))
     else:
         print("library is consistent" if not problems else "\n".join(problems))
     return 0 if not problems else 1
+
+
+def library_repair(args: argparse.Namespace) -> int:
+    from sheetaudio_gui.core.index import Library
+    from sheetaudio_gui.core.models import load_model
+
+    model = load_model(args.model) if args.model is not None else None
+    report = run_with_progress(
+        lambda token: Library.repair(args.library, model, token), label="repairing "
+    )
+    if args.json:
+        out = {
+            "database_rebuilt": report.database_rebuilt,
+            "moved_aside": [str(p) for p in report.moved_aside],
+            "damaged": [str(p) for p in report.damaged],
+            "indexing": _report_json(report.indexing),
+            "problems_after": report.problems_after,
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        if report.database_rebuilt:
+            aside = ", ".join(str(p) for p in report.moved_aside) or "nothing to keep"
+            print(f"the database was damaged and has been made anew (kept: {aside})")
+        for path in report.damaged:
+            print(f"damaged embeddings: {path}")
+        if not report.database_rebuilt and not report.damaged:
+            print("nothing damaged")
+        _print_report(report.indexing, False)
+        print("\n".join(report.problems_after) or "library is consistent")
+    return 0 if not report.problems_after and not report.indexing.failed else 1
 
 
 # --- query ---------------------------------------------------------------------------------------

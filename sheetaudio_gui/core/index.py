@@ -19,25 +19,39 @@ the next writer overwrites; a kill after it leaves a complete document. Removed 
 dead rows; when more than half of a matrix is dead it is rewritten into a new generation file
 under the same lock and the old file is deleted after the commit.
 
-Threads: one `Library` per thread (each has its own SQLite connection); writers wait for each
-other through SQLite's busy timeout, readers see other threads' commits at their next search.
+Threads and processes: one `Library` per thread (each has its own SQLite connection); writers
+(threads or processes, e.g. the GUI and the CLI) wait for each other through SQLite's busy timeout
+and get `LibraryBusy` if it runs out. Readers take one SQLite read snapshot (WAL) per search and
+read only rows the snapshot's metadata points to: committed rows of a matrix file are never
+rewritten, so an append in progress cannot tear them. A compaction replaces a file; a reader whose
+snapshot still names the old, just deleted file waits a moment and retries ("library busy").
+
+Damage: every document's rows carry a CRC-32 per matrix (`ranges.crc`), verified once per mapped
+file; a short, missing or altered matrix file or an unreadable database raises `IndexCorrupt`
+with the advice to run `sheetaudio library repair`. `documents.json` (written atomically, under the
+write lock, whenever the set of documents changes) keeps the list of documents for a repair when
+the database itself is lost. Read-only folders and full disks raise `LibraryNotWritable` naming
+the folder; the failed transaction is rolled back, so the library stays as it was.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import errno
 import hashlib
+import json
 import logging
 import os
 import sqlite3
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+import zlib
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -48,8 +62,12 @@ from sheetaudio_gui.config import (
     FRAMES_PER_SECOND,
     HASH_BLOCK_BYTES,
     LIBRARY_COMPACT_DEAD_FRACTION,
+    LIBRARY_DAMAGED_SUFFIX,
     LIBRARY_DB_FILE,
+    LIBRARY_DOCUMENT_LIST_FILE,
     LIBRARY_EMBEDDINGS_DIR,
+    LIBRARY_READ_RETRIES,
+    LIBRARY_READ_RETRY_WAIT_S,
     LIBRARY_SCHEMA_VERSION,
     MODEL_ENV,
     MODEL_FILE,
@@ -71,12 +89,78 @@ from sheetaudio_gui.core.score import SCORE_SUFFIXES, Box
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Floats = npt.NDArray[np.float32]
 Kind = Literal["score", "audio"]
 State = Literal["indexed", "pending", "failed"]
 
 
 # --- default places ------------------------------------------------------------------------------
+
+
+class LibraryNotWritable(SheetAudioError):
+    """The library folder is read-only or its disk is full; nothing was changed."""
+
+
+class LibraryBusy(SheetAudioError):
+    """Another program held the library's write lock for longer than the busy timeout."""
+
+
+_NOT_WRITABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+_FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+
+
+def _not_writable(folder: Path, full: bool, detail: object) -> LibraryNotWritable:
+    if full:
+        return LibraryNotWritable(
+            f"{folder}: the disk holding the library is full ({detail}); free some space and"
+            " try again (nothing was changed)"
+        )
+    return LibraryNotWritable(
+        f"{folder}: the library folder is read-only ({detail}); make it writable or choose"
+        " another library folder (nothing was changed)"
+    )
+
+
+def _sqlite_error(folder: Path, error: sqlite3.Error) -> SheetAudioError | None:
+    """The error for people behind an SQLite error (None: a programming error, re-raise it)."""
+    name = getattr(error, "sqlite_errorname", "")
+    if name in ("SQLITE_BUSY", "SQLITE_LOCKED") or "locked" in str(error):
+        return LibraryBusy(
+            f"{folder}: another program (the sheetaudio window or command line) is writing to"
+            f" the library and did not finish within {SQLITE_BUSY_TIMEOUT_S:g} s; try again"
+        )
+    if name == "SQLITE_FULL" or "disk is full" in str(error):
+        return _not_writable(folder, True, error)
+    if name.startswith("SQLITE_READONLY") or name == "SQLITE_CANTOPEN":
+        return _not_writable(folder, False, error)
+    if name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or name.startswith("SQLITE_IOERR"):
+        return IndexCorrupt(
+            f"{folder / LIBRARY_DB_FILE}: the library database is damaged ({error}); run "
+            f"`sheetaudio library repair --library {folder}` (the list of documents is kept)"
+        )
+    return None
+
+
+def _write_rows(path: Path, offset: int, data: bytes) -> None:
+    """Write `data` at byte `offset` of `path` (created if missing) and fsync it."""
+    with open(path, "ab"):
+        pass
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Replace `path` by `text` so that a reader (or a crash) sees the old or the new file."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def default_library_dir() -> Path:
@@ -189,6 +273,15 @@ class AddReport:
     failed: list[tuple[Path, str]] = field(default_factory=list)  # path, reason for people
 
 
+@dataclass
+class RepairReport:
+    database_rebuilt: bool = False  # the SQLite file was unreadable and made anew
+    moved_aside: list[Path] = field(default_factory=list)  # damaged files kept for inspection
+    damaged: list[Path] = field(default_factory=list)  # documents whose embeddings were bad
+    indexing: AddReport = field(default_factory=AddReport)  # the re-indexing of those
+    problems_after: list[str] = field(default_factory=list)  # `check()` after the repair
+
+
 @dataclass(frozen=True)
 class ScoreRows:
     """The searchable system passages of the current model: row-aligned arrays."""
@@ -224,7 +317,7 @@ CREATE TABLE IF NOT EXISTS systems(
     snippet_offset INTEGER NOT NULL, snippet_count INTEGER NOT NULL, PRIMARY KEY(doc, ordinal));
 CREATE TABLE IF NOT EXISTS ranges(
     doc INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE, matrix TEXT NOT NULL,
-    start INTEGER NOT NULL, count INTEGER NOT NULL, PRIMARY KEY(doc, matrix));
+    start INTEGER NOT NULL, count INTEGER NOT NULL, crc INTEGER, PRIMARY KEY(doc, matrix));
 CREATE TABLE IF NOT EXISTS matrices(
     name TEXT PRIMARY KEY, file TEXT NOT NULL, rows INTEGER NOT NULL, live INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS roots(path TEXT PRIMARY KEY);
@@ -240,30 +333,46 @@ class Library:
     def __init__(self, folder: Path | None = None, model: LoadedModel | None = None) -> None:
         self.folder = Path(folder) if folder is not None else default_library_dir()
         self._model = model
-        self.folder.mkdir(parents=True, exist_ok=True)
-        (self.folder / LIBRARY_EMBEDDINGS_DIR).mkdir(exist_ok=True)
         self.db_path = self.folder / LIBRARY_DB_FILE
         self._local_version = 0
         self._seen: tuple[int, int] | None = None
         self._score_rows: ScoreRows | None = None
         self._audio_rows: AudioRows | None = None
         self._maps: dict[str, tuple[str, int, np.memmap[Any, Any] | None]] = {}
+        self._verified: dict[str, tuple[str, set[tuple[int, int]]]] = {}  # name -> file, ranges
+        self._snapshot_paths: dict[int, Path] = {}  # ids of the cached rows -> paths
+        self._list_changed = False  # the set of documents changed in this write transaction
         try:
-            self._db = sqlite3.connect(
-                self.db_path,
-                timeout=SQLITE_BUSY_TIMEOUT_S,
-                isolation_level=None,  # explicit BEGIN/COMMIT only
-                check_same_thread=False,  # created in one thread, used in another is fine
-            )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._setup()
-        except sqlite3.DatabaseError as error:
-            raise IndexCorrupt(
-                f"{self.db_path}: the library database cannot be read ({error}); move the folder"
-                " away and add the files again"
+            self.folder.mkdir(parents=True, exist_ok=True)
+            (self.folder / LIBRARY_EMBEDDINGS_DIR).mkdir(exist_ok=True)
+        except OSError as error:
+            raise _not_writable(
+                self.folder, error.errno in _FULL_ERRNOS, error.strerror or error
             ) from error
+        self._db = sqlite3.connect(
+            self.db_path,
+            timeout=SQLITE_BUSY_TIMEOUT_S,
+            isolation_level=None,  # explicit BEGIN/COMMIT only
+            check_same_thread=False,  # created in one thread, used in another is fine
+        )
+        try:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("PRAGMA foreign_keys=ON")
+            except sqlite3.Error as error:
+                raise self._person_error(error) from error
+            self._setup()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _person_error(self, error: sqlite3.Error) -> SheetAudioError:
+        """An SQLite error as an error for people (unknown ones: the database is damaged)."""
+        return _sqlite_error(self.folder, error) or IndexCorrupt(
+            f"{self.db_path}: the library database cannot be read ({error}); run "
+            f"`sheetaudio library repair --library {self.folder}` (the list of documents is kept)"
+        )
 
     # --- context manager and model ---
     def __enter__(self) -> Library:
@@ -314,23 +423,134 @@ class Library:
                     f"{self.db_path}: library format {row[0]}, this version reads "
                     f"{LIBRARY_SCHEMA_VERSION}; make a new library (another --library folder)"
                 )
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(ranges)").fetchall()}
+            if "crc" not in columns:  # libraries made before checksums: their rows go unchecked
+                self._db.execute("ALTER TABLE ranges ADD COLUMN crc INTEGER")
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES('documents_version', '0')")
             for name in MATRICES:
                 self._db.execute(
                     "INSERT OR IGNORE INTO matrices VALUES(?, ?, 0, 0)", (name, f"{name}.0.bin")
                 )
             self._collect_garbage()
+            if self._document_list_version() != self._documents_version():
+                self._list_changed = True  # a crash before the last list was written: write it
 
     @contextmanager
     def _write(self) -> Iterator[None]:
-        """One write transaction holding SQLite's write lock (other writers wait)."""
-        self._db.execute("BEGIN IMMEDIATE")
+        """One write transaction holding SQLite's write lock (other writers wait).
+
+        A read-only folder, a full disk or a lock held too long roll the transaction back and
+        raise `LibraryNotWritable` / `LibraryBusy`; the library stays as it was.
+        """
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise self._person_error(error) from error
+        self._list_changed = False
         try:
             yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._list_changed:
+                self._db.execute(
+                    "UPDATE meta SET value = CAST(value AS INTEGER) + 1 "
+                    "WHERE key = 'documents_version'"
+                )
+                self._save_document_list()
+            self._db.execute("COMMIT")
+        except BaseException as error:
+            self._rollback()
+            if isinstance(error, OSError) and error.errno in _NOT_WRITABLE_ERRNOS:
+                raise _not_writable(
+                    self.folder, error.errno in _FULL_ERRNOS, error.strerror or error
+                ) from error
+            if isinstance(error, sqlite3.Error):
+                person = _sqlite_error(self.folder, error)
+                if person is not None:
+                    raise person from error
             raise
-        self._db.execute("COMMIT")
+        finally:
+            self._list_changed = False
         self._local_version += 1
+
+    def _rollback(self) -> None:
+        if not self._db.in_transaction:
+            return
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error as error:  # SQLite rolls back by itself when it cannot write
+            log.warning("%s: rollback failed (%s)", self.db_path, error)
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """One read snapshot (WAL): every query inside sees the same committed state."""
+        if self._db.in_transaction:  # already inside a snapshot or a write
+            yield
+            return
+        try:
+            self._db.execute("BEGIN")
+        except sqlite3.Error as error:
+            raise self._person_error(error) from error
+        try:
+            yield
+        finally:
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")  # read only: just ends the snapshot
+
+    def _read(self, read: Callable[[], T]) -> T:
+        """`read()` in a read snapshot; retried when a matrix file vanished under the snapshot
+        (a writer compacted it meanwhile); database errors become errors for people."""
+        missing: FileNotFoundError | None = None
+        for _ in range(LIBRARY_READ_RETRIES):
+            nested = self._db.in_transaction
+            try:
+                with self._reading():
+                    return read()
+            except FileNotFoundError as error:
+                if nested:
+                    raise
+                missing = error
+                self._maps.clear()
+                current = {f for f, _ in self._matrix_rows().values()}  # a fresh look
+                if Path(str(error.filename)).name in current:
+                    break  # not replaced: lost
+                log.info("library busy (%s was replaced), retrying", error.filename)
+                time.sleep(LIBRARY_READ_RETRY_WAIT_S)
+            except sqlite3.Error as error:
+                raise self._person_error(error) from error
+        assert missing is not None
+        raise IndexCorrupt(
+            f"{missing.filename}: an embeddings file the library needs is missing; run "
+            f"`sheetaudio library repair --library {self.folder}`"
+        )
+
+    # --- the list of documents, kept beside the database for repairs ---
+    def _documents_version(self) -> int:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'documents_version'").fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def _document_list_version(self) -> int | None:
+        listed = read_document_list(self.folder)
+        return int(listed.get("version", -1)) if listed is not None else None
+
+    def _save_document_list(self) -> None:
+        """Under the write lock: write the documents (path, kind) and folders of this transaction.
+
+        Only when the set of documents changes (once per `add` of a batch, per removal), so it
+        costs one small file write per job, not per document. A failure is logged, not raised:
+        the database is the truth, the list only a spare copy for `repair`.
+        """
+        documents = [
+            {"path": p, "kind": k}
+            for p, k in self._db.execute("SELECT path, kind FROM documents ORDER BY path")
+        ]
+        roots = [r for (r,) in self._db.execute("SELECT path FROM roots ORDER BY path")]
+        text = json.dumps(
+            {"version": self._documents_version(), "documents": documents, "roots": roots},
+            indent=0,
+        )
+        try:
+            _write_atomically(self.folder / LIBRARY_DOCUMENT_LIST_FILE, text)
+        except OSError as error:
+            log.warning("%s: cannot write the list of documents (%s)", self.folder, error)
 
     def _collect_garbage(self) -> None:
         """Under the write lock: delete matrix files of old generations, cut uncommitted tails."""
@@ -343,6 +563,8 @@ class Library:
                     log.info("removed stale matrix file %s", entry)
                 except OSError as error:  # e.g. still mapped on Windows: next time
                     log.info("cannot remove %s yet (%s)", entry, error)
+        for entry in self.folder.glob(f"{LIBRARY_DOCUMENT_LIST_FILE}.tmp-*"):
+            entry.unlink(missing_ok=True)  # a list write killed half-way (writes hold the lock)
         for name, (file, rows) in self._matrix_rows().items():
             path = folder / file
             size = rows * _row_bytes(name)
@@ -350,7 +572,6 @@ class Library:
                 with open(path, "r+b") as f:
                     f.truncate(size)
                 log.info("cut uncommitted rows from %s", path)
-            del current[file]
 
     def _matrix_rows(self) -> dict[str, tuple[str, int]]:
         rows = self._db.execute("SELECT name, file, rows FROM matrices").fetchall()
@@ -405,7 +626,9 @@ class Library:
             self.compact()
         return removed
 
-    def _delete(self, key: str) -> bool:
+    def _delete(self, key: str, replacing: bool = False) -> bool:
+        """In a write transaction: drop a document (its rows become dead); True if it was there.
+        `replacing`: a new row for the same path follows, the list of documents stays."""
         row = self._db.execute("SELECT id FROM documents WHERE path = ?", (key,)).fetchone()
         if row is None:
             return False
@@ -414,6 +637,7 @@ class Library:
         ).fetchall():
             self._db.execute("UPDATE matrices SET live = live - ? WHERE name = ?", (count, matrix))
         self._db.execute("DELETE FROM documents WHERE id = ?", (row[0],))
+        self._list_changed |= not replacing
         return True
 
     # --- adding ---
@@ -439,7 +663,8 @@ class Library:
                 )
         with self._write():
             for root in roots:
-                self._db.execute("INSERT OR IGNORE INTO roots VALUES(?)", (root,))
+                cursor = self._db.execute("INSERT OR IGNORE INTO roots VALUES(?)", (root,))
+                self._list_changed |= cursor.rowcount > 0
         yield from self._index(list(dict.fromkeys(files)), report, cancel)
         return report
 
@@ -481,11 +706,12 @@ class Library:
                 todo.append((path, kind, stat))
         with self._write():  # known but not yet embedded: a killed run resumes from these
             for path, kind, stat in todo:
-                self._db.execute(
+                cursor = self._db.execute(
                     "INSERT OR IGNORE INTO documents(path, kind, state, size, mtime_ns) "
                     "VALUES(?, ?, 'pending', ?, ?)",
                     (str(path), kind, stat.st_size, stat.st_mtime_ns),
                 )
+                self._list_changed |= cursor.rowcount > 0
         done = total - len(todo)
         yield Progress(done, total, f"{len(todo)} file(s) to index")
         model = self.model
@@ -510,6 +736,8 @@ class Library:
                     try:
                         self._commit(path, kind, stat, digest, prepared, model)
                         report.added.append(path)
+                    except (LibraryNotWritable, LibraryBusy, IndexCorrupt):
+                        raise  # the library's problem, not this document's: stop the job
                     except SheetAudioError as error:
                         self._commit_failure(path, kind, stat, digest, str(error))
                         report.failed.append((path, str(error)))
@@ -545,7 +773,7 @@ class Library:
     ) -> None:
         log.warning("%s", error)
         with self._write():
-            self._delete(str(path))
+            known = self._delete(str(path), replacing=True)
             self._db.execute(
                 "INSERT INTO documents(path, kind, state, error, size, mtime_ns, sha256, model_id,"
                 " indexed_at) VALUES(?, ?, 'failed', ?, ?, ?, ?, ?, ?)",
@@ -560,6 +788,7 @@ class Library:
                     time.time(),
                 ),
             )
+            self._list_changed |= not known
 
     def _commit(
         self,
@@ -644,7 +873,7 @@ class Library:
         self, path: Path, kind: Kind, stat: os.stat_result | None, digest: str | None
     ) -> int:
         key = str(_resolve(path))
-        self._delete(key)
+        known = self._delete(key, replacing=True)
         cursor = self._db.execute(
             "INSERT INTO documents(path, kind, state, size, mtime_ns, sha256, model_id, indexed_at)"
             " VALUES(?, ?, 'indexed', ?, ?, ?, ?, ?)",
@@ -659,6 +888,7 @@ class Library:
             ),
         )
         assert cursor.lastrowid is not None
+        self._list_changed |= not known  # a re-embedded document leaves the list as it was
         return int(cursor.lastrowid)
 
     def _append(self, doc: int, arrays: dict[str, npt.NDArray[Any] | None]) -> None:
@@ -669,18 +899,22 @@ class Library:
             if values is None:
                 continue
             spec = MATRICES[name]
+            columns = values.shape[-1] if values.ndim > 1 else 1
+            if columns != spec.columns:
+                raise SheetAudioError(
+                    f"{self.folder}: the model makes {columns}-d rows for {name}, the library"
+                    f" stores {spec.columns}-d rows; use a model with the standard sizes"
+                )
             data = to_bf16_bits(values) if spec.dtype == np.uint16 else values.astype(spec.dtype)
             data = np.ascontiguousarray(data.reshape(-1, spec.columns))
             file, start = ends[name]
-            with open(folder / file, "ab") as f:  # create if missing
-                pass
-            with open(folder / file, "r+b") as f:
-                f.seek(start * _row_bytes(name))
-                f.write(data.tobytes())
-                f.flush()
-                os.fsync(f.fileno())
+            raw = data.tobytes()
+            _write_rows(folder / file, start * _row_bytes(name), raw)
             n = len(data)
-            self._db.execute("INSERT INTO ranges VALUES(?, ?, ?, ?)", (doc, name, start, n))
+            self._db.execute(
+                "INSERT INTO ranges VALUES(?, ?, ?, ?, ?)",
+                (doc, name, start, n, zlib.crc32(raw)),
+            )
             self._db.execute(
                 "UPDATE matrices SET rows = rows + ?, live = live + ? WHERE name = ?",
                 (n, n, name),
@@ -709,6 +943,8 @@ class Library:
                     "SELECT doc, start, count FROM ranges WHERE matrix = ? ORDER BY start", (name,)
                 ).fetchall()
                 position = 0
+                if not ranges and not (folder / file).exists():  # lost file, nothing live in it
+                    (folder / file).touch()
                 with open(folder / file, "rb") as src, open(folder / new_file, "wb") as dst:
                     for doc, start, count in ranges:
                         src.seek(start * row_bytes)
@@ -735,7 +971,11 @@ class Library:
 
     # --- reading embeddings ---
     def _map(self, name: str) -> npt.NDArray[Any]:
-        """The committed rows of a matrix as a read-only memory map: (rows, columns)."""
+        """The committed rows of a matrix as a read-only memory map: (rows, columns).
+
+        Call inside a read snapshot. The file must hold the committed rows, and each document's
+        rows must match their checksum (checked once per file and range): else IndexCorrupt.
+        """
         file, rows = self._matrix_rows()[name]
         cached = self._maps.get(name)
         if cached is not None and cached[0] == file and cached[1] == rows:
@@ -743,17 +983,45 @@ class Library:
         else:
             spec = MATRICES[name]
             mm = None
+            path = self.folder / LIBRARY_EMBEDDINGS_DIR / file
             if rows > 0:
-                mm = np.memmap(
-                    self.folder / LIBRARY_EMBEDDINGS_DIR / file,
-                    dtype=spec.dtype,
-                    mode="r",
-                    shape=(rows, spec.columns),
-                )
+                size = path.stat().st_size  # FileNotFoundError: replaced meanwhile, or lost
+                if size < rows * _row_bytes(name):
+                    raise IndexCorrupt(
+                        f"{path}: {size} bytes, but the library needs {rows} rows of "
+                        f"{_row_bytes(name)} bytes (the file was cut short); run "
+                        f"`sheetaudio library repair --library {self.folder}`"
+                    )
+                mm = np.memmap(path, dtype=spec.dtype, mode="r", shape=(rows, spec.columns))
+            self._verify(name, file, mm)
             self._maps[name] = (file, rows, mm)
         if mm is None:
             return np.zeros((0, MATRICES[name].columns), MATRICES[name].dtype)
         return mm
+
+    def _verify(self, name: str, file: str, mm: npt.NDArray[Any] | None) -> None:
+        """Compare every document's rows in `mm` with their stored CRC-32 (new ranges only)."""
+        done_file, done = self._verified.get(name, ("", set()))
+        if done_file != file:
+            done = set()
+        rows = 0 if mm is None else len(mm)
+        for doc, start, count, crc in self._db.execute(
+            "SELECT doc, start, count, crc FROM ranges WHERE matrix = ?", (name,)
+        ).fetchall():
+            if (start, count) in done:
+                continue
+            intact = start + count <= rows and (
+                crc is None or mm is None or zlib.crc32(mm[start : start + count].data) == crc
+            )
+            if not intact:
+                row = self._db.execute("SELECT path FROM documents WHERE id = ?", (doc,)).fetchone()
+                raise IndexCorrupt(
+                    f"{self.folder / LIBRARY_EMBEDDINGS_DIR / file}: the stored rows of "
+                    f"{row[0] if row else doc} are damaged; run "
+                    f"`sheetaudio library repair --library {self.folder}`"
+                )
+            done.add((start, count))
+        self._verified[name] = (file, done)
 
     def _range(self, doc: int, matrix: str) -> tuple[int, int]:
         row = self._db.execute(
@@ -763,6 +1031,9 @@ class Library:
 
     def systems(self, path: Path) -> list[SystemEncoding]:
         """The stored systems of an indexed score, in reading order."""
+        return self._read(lambda: self._systems(path))
+
+    def _systems(self, path: Path) -> list[SystemEncoding]:
         doc = self._doc_id(path, "score")
         p0, _ = self._range(doc, "score_passages")
         s0, _ = self._range(doc, "score_snippets")
@@ -790,6 +1061,9 @@ class Library:
 
     def audio(self, path: Path) -> AudioEncoding:
         """The stored snippets and passages of an indexed recording."""
+        return self._read(lambda: self._audio(path))
+
+    def _audio(self, path: Path) -> AudioEncoding:
         doc = self._doc_id(path, "audio")
         s0, sn = self._range(doc, "audio_snippets")
         p0, pn = self._range(doc, "audio_passages")
@@ -811,7 +1085,11 @@ class Library:
         return (float(row[0]), float(row[1]), str(row[2])) if row else None
 
     def paths(self, ids: Sequence[int] | None = None) -> dict[int, Path]:
-        """Document id -> path (of the given ids only, if given)."""
+        """Document id -> path (of the given ids only, if given).
+
+        Ids of the cached search rows stay resolvable after another program removed their
+        document, so a search that began before the removal finishes with the old paths.
+        """
         if ids is None:
             rows = self._db.execute("SELECT id, path FROM documents").fetchall()
         else:
@@ -819,7 +1097,11 @@ class Library:
             rows = self._db.execute(
                 f"SELECT id, path FROM documents WHERE id IN ({marks})", tuple(ids)
             ).fetchall()
-        return {int(i): Path(p) for i, p in rows}
+        out = {int(i): Path(p) for i, p in rows}
+        for i in ids or ():
+            if i not in out and i in self._snapshot_paths:
+                out[i] = self._snapshot_paths[i]
+        return out
 
     def _changed(self) -> bool:
         """Whether anything was committed (here or by another connection) since the last look."""
@@ -829,11 +1111,21 @@ class Library:
         self._seen = now
         return changed
 
+    def _remember_paths(self) -> None:
+        self._snapshot_paths = {
+            int(i): Path(p) for i, p in self._db.execute("SELECT id, path FROM documents")
+        }
+
     def score_rows(self) -> ScoreRows:
         """Row-aligned arrays over all system passages of the current model (cached)."""
+        return self._read(self._score_rows_now)
+
+    def _score_rows_now(self) -> ScoreRows:
         if self._changed():
             self._score_rows = self._audio_rows = None
         if self._score_rows is None:
+            for name in SCORE_MATRICES:  # damage anywhere in the modality shows before a search
+                self._map(name)
             mm = self._map("score_passages")
             n = len(mm)
             doc = np.full(n, -1, np.int64)
@@ -853,6 +1145,7 @@ class Library:
                 page[at] = table[:, 2].astype(np.int32)
                 system[at] = table[:, 3].astype(np.int32)
                 box[at] = table[:, 4:8].astype(np.float32)
+            self._remember_paths()
             self._score_rows = ScoreRows(
                 bf16_tensor(np.asarray(mm)), doc, page, system, box, self._ranges("score_passages")
             )
@@ -860,15 +1153,21 @@ class Library:
 
     def audio_rows(self) -> AudioRows:
         """Row-aligned arrays over all audio passages of the current model (cached)."""
+        return self._read(self._audio_rows_now)
+
+    def _audio_rows_now(self) -> AudioRows:
         if self._changed():
             self._score_rows = self._audio_rows = None
         if self._audio_rows is None:
+            for name in AUDIO_MATRICES:
+                self._map(name)
             mm = self._map("audio_passages")
             doc = np.full(len(mm), -1, np.int64)
             ranges = self._ranges("audio_passages")
             for d, (start, count) in ranges.items():
                 doc[start : start + count] = d
             spans = self._map("audio_spans")
+            self._remember_paths()
             self._audio_rows = AudioRows(
                 bf16_tensor(np.asarray(mm)), doc, np.asarray(spans), ranges
             )
@@ -888,16 +1187,23 @@ class Library:
     # --- integrity ---
     def check(self) -> list[str]:
         """Problems found in the library (empty: consistent)."""
+        return self._read(self._check)
+
+    def _check(self) -> list[str]:
         problems: list[str] = []
         result = self._db.execute("PRAGMA integrity_check").fetchone()[0]
         if result != "ok":
             problems.append(f"SQLite integrity check: {result}")
+        for name, doc_path in self._damaged_ranges():
+            problems.append(f"{name}: the stored rows of {doc_path} are damaged or missing")
         folder = self.folder / LIBRARY_EMBEDDINGS_DIR
         matrices = self._matrix_rows()
         for name, (file, rows) in matrices.items():
             path = folder / file
-            size = path.stat().st_size if path.exists() else 0
-            if size < rows * _row_bytes(name):
+            size = path.stat().st_size if path.exists() else None
+            if size is None and rows > 0:
+                problems.append(f"{path}: missing, the index needs {rows} rows")
+            elif size is not None and size < rows * _row_bytes(name):
                 problems.append(f"{path}: {size} bytes, the index needs {rows} rows")
             ranges = self._db.execute(
                 "SELECT doc, start, count FROM ranges WHERE matrix = ? ORDER BY start", (name,)
@@ -951,6 +1257,116 @@ class Library:
                     problems.append(f"{name}: some stored passages are not unit vectors")
         return problems
 
+    def _damaged_ranges(self) -> list[tuple[str, str]]:
+        """(matrix, document path) of every document range whose bytes are missing, cut off or
+        differ from their checksum; reads the files directly (no memory map of a short file)."""
+        damaged: list[tuple[str, str]] = []
+        folder = self.folder / LIBRARY_EMBEDDINGS_DIR
+        for name, (file, _) in self._matrix_rows().items():
+            row_bytes = _row_bytes(name)
+            ranges = self._db.execute(
+                "SELECT d.path, r.start, r.count, r.crc FROM ranges r "
+                "JOIN documents d ON d.id = r.doc WHERE r.matrix = ? ORDER BY r.start",
+                (name,),
+            ).fetchall()
+            if not ranges:
+                continue
+            path_of = folder / file
+            if not path_of.exists():
+                damaged.extend((name, str(path)) for path, _, _, _ in ranges)
+                continue
+            with open(path_of, "rb") as f:
+                for path, start, count, crc in ranges:
+                    f.seek(start * row_bytes)
+                    raw = f.read(count * row_bytes)
+                    if len(raw) < count * row_bytes or (crc is not None and zlib.crc32(raw) != crc):
+                        damaged.append((name, str(path)))
+        return damaged
+
+    # --- damage and repair ---
+    @classmethod
+    def check_folder(cls, folder: Path | None = None) -> list[str]:
+        """`check()` of a library whose database may not even open: the problems found (an
+        unreadable database is one of them, not an exception)."""
+        try:
+            library = cls(folder)
+        except IndexCorrupt as error:
+            return [str(error)]
+        with library:
+            return library.check()
+
+    @classmethod
+    def repair(
+        cls,
+        folder: Path | None = None,
+        model: LoadedModel | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Job[RepairReport]:
+        """Rebuild what is damaged, keeping the list of documents; yields Progress.
+
+        A database that SQLite cannot read (or whose integrity check fails) is moved aside and
+        made anew from `documents.json` plus whatever rows of the old one still read; then every
+        document is re-indexed. With a sound database, the documents whose stored rows are
+        missing, cut off or fail their checksum are forgotten, the matrices rewritten without
+        them, and the documents re-indexed. Files that are gone stay in the list as pending.
+        """
+        folder = Path(folder) if folder is not None else default_library_dir()
+        report = RepairReport()
+        yield Progress(0, 0, "checking the library database")
+        db_path = folder / LIBRARY_DB_FILE
+        problem = _database_problem(folder)
+        listed: dict[str, str] = {}
+        roots: set[str] = set()
+        if problem is not None:
+            log.warning("%s: %s; making it anew", db_path, problem)
+            listed, roots = _salvage_document_list(folder)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for suffix in ("", "-wal", "-shm"):
+                source = folder / f"{LIBRARY_DB_FILE}{suffix}"
+                if source.exists():
+                    target = source.with_name(f"{source.name}{LIBRARY_DAMAGED_SUFFIX}-{stamp}")
+                    os.replace(source, target)
+                    report.moved_aside.append(target)
+            report.database_rebuilt = True
+        with cls(folder, model) as library:
+            if report.database_rebuilt:
+                with library._write():
+                    for key, kind in sorted(listed.items()):
+                        library._db.execute(
+                            "INSERT OR IGNORE INTO documents(path, kind, state) "
+                            "VALUES(?, ?, 'pending')",
+                            (key, kind),
+                        )
+                    for root in sorted(roots):
+                        library._db.execute("INSERT OR IGNORE INTO roots VALUES(?)", (root,))
+                    library._list_changed = True
+            else:
+                yield Progress(0, 0, "checking the stored embeddings")
+                damaged = sorted({p for _, p in library._read(library._damaged_ranges)})
+                if damaged:
+                    with library._write():
+                        for key in damaged:
+                            kind = library._db.execute(
+                                "SELECT kind FROM documents WHERE path = ?", (key,)
+                            ).fetchone()[0]
+                            library._delete(key, replacing=True)
+                            library._db.execute(
+                                "INSERT INTO documents(path, kind, state) VALUES(?, ?, 'pending')",
+                                (key, kind),
+                            )
+                    library.compact(force=True)  # new files with only the intact rows
+                    report.damaged = [Path(p) for p in damaged]
+            todo = [
+                Path(p)
+                for (p,) in library._db.execute(
+                    "SELECT path FROM documents WHERE state = 'pending' ORDER BY path"
+                ).fetchall()
+                if file_kind(Path(p)) is not None
+            ]
+            yield from library._index(todo, report.indexing, cancel)
+            report.problems_after = library.check()
+        return report
+
     def _live_rows(self, name: str) -> npt.NDArray[np.int64]:
         parts = [
             np.arange(s, s + c, dtype=np.int64)
@@ -959,6 +1375,71 @@ class Library:
             ).fetchall()
         ]
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+# --- damage: the database and the list of documents --------------------------------------------
+
+
+def read_document_list(folder: Path) -> dict[str, Any] | None:
+    """The spare list of documents (`documents.json`) of a library folder; None if unreadable."""
+    path = folder / LIBRARY_DOCUMENT_LIST_FILE
+    try:
+        listed = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        log.info("%s: no list of documents (%s)", path, error)
+        return None
+    return listed if isinstance(listed, dict) else None
+
+
+def _database_problem(folder: Path) -> str | None:
+    """Why the library database cannot be used (None: it can, or there is none to rebuild)."""
+    path = folder / LIBRARY_DB_FILE
+    if not path.exists():
+        return "missing" if (folder / LIBRARY_DOCUMENT_LIST_FILE).exists() else None
+    try:
+        db = sqlite3.connect(path, timeout=SQLITE_BUSY_TIMEOUT_S)
+        try:
+            result = str(db.execute("PRAGMA integrity_check").fetchone()[0])
+            db.execute("SELECT COUNT(*) FROM documents").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error as error:
+        person = _sqlite_error(folder, error)
+        if isinstance(person, (LibraryBusy, LibraryNotWritable)):
+            raise person from error
+        return str(error)
+    return None if result == "ok" else result
+
+
+def _salvage_document_list(folder: Path) -> tuple[dict[str, str], set[str]]:
+    """Path -> kind of every document, and the added folders, from `documents.json` and from
+    whatever rows of a damaged database SQLite can still read."""
+    documents: dict[str, str] = {}
+    roots: set[str] = set()
+    listed = read_document_list(folder)
+    if listed is not None:
+        for entry in listed.get("documents", []):
+            if isinstance(entry, dict) and entry.get("kind") in ("score", "audio"):
+                documents[str(entry["path"])] = str(entry["kind"])
+        roots.update(str(r) for r in listed.get("roots", []))
+    uri = (folder / LIBRARY_DB_FILE).resolve().as_uri() + "?mode=ro"
+    for query, into in (
+        ("SELECT path, kind FROM documents", True),
+        ("SELECT path FROM roots", False),
+    ):
+        try:
+            db = sqlite3.connect(uri, uri=True)
+            try:
+                for row in db.execute(query):
+                    if into and row[1] in ("score", "audio"):
+                        documents.setdefault(str(row[0]), str(row[1]))
+                    elif not into:
+                        roots.add(str(row[0]))
+            finally:
+                db.close()
+        except sqlite3.Error as error:  # partly or wholly unreadable: keep what came out
+            log.info("%s: %s", folder / LIBRARY_DB_FILE, error)
+    return documents, roots
 
 
 # --- decoding (runs in a helper thread) ----------------------------------------------------------
@@ -1021,7 +1502,12 @@ __all__ = [
     "AddReport",
     "Box",
     "Document",
+    "IndexCorrupt",
     "Library",
+    "LibraryBusy",
+    "LibraryNotWritable",
+    "RepairReport",
     "default_library_dir",
     "default_model_path",
+    "read_document_list",
 ]
