@@ -23,6 +23,7 @@ import pymupdf
 import pytest
 import soundfile as sf
 import torch
+from material import draw_two_staves
 
 from sheetaudio_gui.config import PAGE_MAX_PIXELS, SAMPLE_RATE_HZ, SPEC_BINS
 from sheetaudio_gui.core.audio import (
@@ -60,13 +61,7 @@ def staff_document(pages: int, size: tuple[float, float] = (300, 200)) -> pymupd
     """Page 1 is drawn; the others are copies sharing its content stream (quick to make)."""
     doc = pymupdf.open()
     page = doc.new_page(width=size[0], height=size[1])
-    for s in range(2):
-        top = 40 + 80 * s
-        for k in range(5):
-            page.draw_line((20, top + 6 * k), (280, top + 6 * k), width=0.6)
-        page.draw_line((20, top), (20, top + 24), width=1)
-        for x in range(40, 280, 20):
-            page.draw_circle((x, top + 6 + (x % 4) * 3), 2.6, fill=(0, 0, 0))
+    draw_two_staves(page)
     for _ in range(pages - 1):
         doc.fullcopy_page(0)
     return doc

@@ -36,6 +36,7 @@ import soundfile as sf
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from material import draw_two_staves
 
 from sheetaudio_gui.core.audio import audio_info, file_spectrogram, load_audio, log_spectrogram
 from sheetaudio_gui.core.errors import FileProblem, UnreadableAudio, UnreadableScore
@@ -84,13 +85,7 @@ def _pdf() -> bytes:
     """Two pages: two five-line staves with a barline and noteheads, and a blank page."""
     doc = pymupdf.open()
     page = doc.new_page(width=300, height=200)
-    for s in range(2):
-        top = 40 + 80 * s
-        for k in range(5):
-            page.draw_line((20, top + 6 * k), (280, top + 6 * k), width=0.6)
-        page.draw_line((20, top), (20, top + 24), width=1)
-        for x in range(40, 280, 20):
-            page.draw_circle((x, top + 6 + (x % 4) * 3), 2.6, fill=(0, 0, 0))
+    draw_two_staves(page)
     doc.new_page(width=100, height=100)
     return bytes(doc.tobytes(garbage=3, deflate=True))
 

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
+from material import tiny_model_file
 
 from sheetaudio_gui.config import ModelDims
 from sheetaudio_gui.core.errors import Cancelled
 from sheetaudio_gui.core.index import Library
 from sheetaudio_gui.core.indexer import CRASH_TEST_ENV, index_in_process
 from sheetaudio_gui.core.jobs import CancelToken, run_to_end
-from sheetaudio_gui.core.models import PassageModel, load_model, save_model
+from sheetaudio_gui.core.models import load_model
 
 SR = 22050
 TINY = ModelDims(cnn_channels=(4, 4, 8, 8), gru_hidden=16)  # library-sized rows, fast
@@ -31,10 +31,7 @@ def chirp(path: Path, seconds: float, seed: int) -> Path:
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_model(PassageModel(TINY), path)
-    return path
+    return tiny_model_file(tmp_path_factory.mktemp("model"), TINY)
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 import torch
+from material import melody
 
 from sheetaudio_gui.config import ModelDims
 from sheetaudio_gui.core.index import Library
@@ -113,18 +112,6 @@ with Library(Path(library_dir), model) as lib:
                 counts["gone_while_reading"] += 1
 print(json.dumps(counts), flush=True)
 """
-
-
-def melody(path: Path, seconds: float, seed: int) -> Path:
-    rng = np.random.default_rng(seed)
-    parts, total = [], 0
-    while total < seconds * SR:
-        n = int(rng.uniform(0.2, 0.5) * SR)
-        t = np.arange(n) / SR
-        parts.append(0.3 * np.sin(2 * np.pi * 220.0 * 2 ** (rng.integers(0, 24) / 12) * t))
-        total += n
-    sf.write(path, np.concatenate(parts)[: int(seconds * SR)].astype(np.float32), SR)
-    return path
 
 
 @pytest.fixture(scope="module")

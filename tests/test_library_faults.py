@@ -23,33 +23,17 @@ from typing import Any
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
+from material import TINY, melody, tiny_model_file
 
-from sheetaudio_gui.config import ModelDims
 from sheetaudio_gui.core import index
 from sheetaudio_gui.core.errors import IndexCorrupt
 from sheetaudio_gui.core.index import Library, LibraryBusy, LibraryNotWritable
 from sheetaudio_gui.core.jobs import run_to_end
-from sheetaudio_gui.core.models import LoadedModel, PassageModel, load_model, save_model
+from sheetaudio_gui.core.models import LoadedModel, load_model
 
 SR = 22050
 DEMO_PDF = Path(__file__).resolve().parents[1] / "resources" / "demo" / "Chorale_BWV_263.pdf"
-TINY = ModelDims(cnn_channels=(4, 4, 8, 8), gru_hidden=8)  # library rows stay 64-d / 32-d
-
-
-def melody(path: Path, seconds: float, seed: int) -> Path:
-    """Random sine notes of 0.2-0.5 s: a different tune for every seed."""
-    rng = np.random.default_rng(seed)
-    parts, total = [], 0
-    while total < seconds * SR:
-        n = int(rng.uniform(0.2, 0.5) * SR)
-        t = np.arange(n) / SR
-        f = 220.0 * 2 ** (rng.integers(0, 24) / 12)
-        parts.append(0.3 * np.sin(2 * np.pi * f * t) * np.exp(-3 * t))
-        total += n
-    sf.write(path, np.concatenate(parts)[: int(seconds * SR)].astype(np.float32), SR)
-    return path
 
 
 def one_page_score(path: Path) -> Path:
@@ -66,10 +50,7 @@ def one_page_score(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_model(PassageModel(TINY), path)
-    return path
+    return tiny_model_file(tmp_path_factory.mktemp("model"), TINY)
 
 
 @pytest.fixture(scope="module")
