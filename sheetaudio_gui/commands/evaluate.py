@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--model", type=Path, help="a model file (e.g. the shipped weights)")
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the numbers as JSON")
     parser.add_argument(
+        "--markdown", type=Path, metavar="OUT", help="write the tables as Markdown (model card)"
+    )
+    parser.add_argument(
         "--no-robustness", action="store_true", help="skip the degraded-material table"
     )
     parser.set_defaults(handler=eval_command)
@@ -37,7 +40,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def eval_command(args: argparse.Namespace) -> int:
     from sheetaudio_gui.core.errors import SheetAudioError
     from sheetaudio_gui.core.models import load_model
-    from sheetaudio_gui.training.report import ModelRow, evaluation_report, format_report
+    from sheetaudio_gui.training.report import (
+        ModelRow,
+        evaluation_report,
+        format_report,
+        markdown_report,
+    )
 
     rows: list[ModelRow] = []
     if args.run is not None:
@@ -69,4 +77,7 @@ def eval_command(args: argparse.Namespace) -> int:
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1))
+    if args.markdown is not None:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(markdown_report(report))
     return 0

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--steps", type=int, help="optimiser steps of the stage (default per stage)"
     )
     parser.add_argument("--batch", type=int, help="pairs per batch (default 64)")
-    parser.add_argument("--eval-every", type=int, default=500, help="validate every N steps")
+    parser.add_argument("--eval-every", type=int, default=250, help="validate every N steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")

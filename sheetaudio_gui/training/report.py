@@ -382,3 +382,58 @@ def format_report(report: dict[str, Any]) -> Iterator[str]:
             missed = table.get("systems_missed_by_detector", 0)
             if missed:
                 yield f"  ({variant}: detector missed {missed} systems; cut at the true box)"
+
+
+def markdown_report(report: dict[str, Any]) -> str:
+    """The same tables as `format_report`, as Markdown (the model card, the About dialog)."""
+    cols = ("R@1", "R@10", "R@25", "MRR", "MR")
+    head = "| | " + " | ".join(f"A2S {c}" for c in cols) + " | "
+    head += " | ".join(f"S2A {c}" for c in cols) + " |\n|---" + "|---:" * 10 + "|"
+
+    def cells(m: dict[str, Any]) -> str:
+        out = []
+        for direction in ("A2S", "S2A"):
+            d = m[direction]
+            out += [f"{d['R@1']:.1f}", f"{d['R@10']:.1f}", f"{d['R@25']:.1f}"]
+            out += [f"{d['MRR']:.3f}", f"{d['MR']:.0f}"]
+        return " | ".join(out)
+
+    lines = [
+        f"Split **{report['split']}**: {report['passage_pairs']} passage pairs, "
+        f"{report['counts']['pieces']} pieces, corpus manifest `{report['corpus_manifest_hash']}`."
+        " R@k in %, MRR mean reciprocal rank, MR median rank; A2S: audio query → sheet"
+        " candidates, S2A: sheet query → audio candidates.",
+        "",
+        "**Passage retrieval** (one pair per system, all test passages as candidates)",
+        "",
+        head,
+    ]
+    lines += [f"| {name} | {cells(m)} |" for name, m in report["passages"].items()]
+    lines += ["", f"**Snippet retrieval** ({SNIPPET_PAIRS} pairs, 2018 protocol)", "", head]
+    lines += [f"| {name} | {cells(m)} |" for name, m in report["snippets"].items()]
+    lines += [
+        "",
+        "**Piece identification** (all test pieces ranked)",
+        "",
+        "| | 10 s audio top-1 | top-5 | n | one page top-1 | top-5 | n |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in report["piece_identification"].items():
+        a, p = m["audio_10s"], m["page"]
+        lines.append(
+            f"| {name} | {a['top1']:.1f} | {a['top5']:.1f} | {a['n']} | {p['top1']:.1f} |"
+            f" {p['top5']:.1f} | {p['n']} |"
+        )
+    if report["robustness"]:
+        lines += ["", "**Robustness** (passage retrieval on degraded test material)", "", head]
+        notes = []
+        for variant, table in report["robustness"].items():
+            for name, m in table.items():
+                if isinstance(m, dict):
+                    lines.append(f"| {variant}: {name} | {cells(m)} |")
+            missed = table.get("systems_missed_by_detector", 0)
+            if missed:
+                notes.append(f"{variant}: the detector missed {missed} systems (cut at true boxes)")
+        if notes:
+            lines += ["", "; ".join(notes) + "."]
+    return "\n".join(lines) + "\n"
