@@ -6,8 +6,9 @@ Startup: wall time from spawning `python -m`-like child process to the first eve
 `window.show()` (library exists, model loads in the background: first-run indexing excluded).
 Stall: a QTimer ticks every 10 ms on the GUI thread while the real core indexes pieces of the
 synthetic corpus (page PNGs bound into one PDF per piece + its FLAC); the longest gap between ticks
-minus 10 ms is the longest stall. A random-init model (torch.manual_seed(0)) stands in when no
-model is shipped. `--screenshots DIR` also saves the window in its main states as PNGs.
+minus 10 ms is the longest stall. The shipped model is used (or `--model`); a random-init model
+(torch.manual_seed(0)) stands in when none is shipped. The material is held-out test pieces.
+`--screenshots DIR` also saves the window in its main states as PNGs.
 """
 
 from __future__ import annotations
@@ -51,23 +52,24 @@ os._exit(0)
 
 
 def make_material(folder: Path, pieces: int) -> list[Path]:
-    """One PDF (its page PNGs) and one FLAC per corpus piece, the first `pieces` that have both."""
+    """One PDF (its page PNGs) and one FLAC per held-out test piece, the first `pieces` of at most
+    3 pages (the training pieces would flatter the model in the screenshots)."""
     import pymupdf
+
+    from sheetaudio_gui.training.corpus_format import iter_pieces
 
     folder.mkdir(parents=True, exist_ok=True)
     out: list[Path] = []
-    for piece in sorted(CORPUS.iterdir()):
-        pngs = sorted(piece.glob("page*.png"))
-        flacs = sorted(piece.glob("perf*.flac"))
-        if not pngs or not flacs or len(pngs) > 3:
+    for piece in iter_pieces(CORPUS.parent, "test"):
+        if not piece.performances or len(piece.pages) > 3:
             continue
         pdf = pymupdf.open()
-        for png in pngs:
-            img = pymupdf.open(png)
+        for page in piece.pages:
+            img = pymupdf.open(piece.page_path(page.index))
             pdf.insert_pdf(pymupdf.open("pdf", img.convert_to_pdf()))
-        pdf.save(folder / f"{piece.name}.pdf")
-        shutil.copy(flacs[0], folder / f"{piece.name}.flac")
-        out += [folder / f"{piece.name}.pdf", folder / f"{piece.name}.flac"]
+        pdf.save(folder / f"{piece.directory.name}.pdf")
+        shutil.copy(piece.audio_path(0), folder / f"{piece.directory.name}.flac")
+        out += [folder / f"{piece.directory.name}.pdf", folder / f"{piece.directory.name}.flac"]
         if len(out) >= 2 * pieces:
             break
     return out
@@ -241,12 +243,16 @@ def main() -> int:
     parser.add_argument("--pieces", type=int, default=4, help="corpus pieces to index")
     parser.add_argument("--screenshots", type=Path, help="save screenshots into this folder")
     parser.add_argument("--json", type=Path, help="write the numbers here")
+    parser.add_argument("--model", type=Path, help="weights (default: the shipped model if any)")
     args = parser.parse_args()
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
     work = Path(tempfile.mkdtemp(prefix="bench-gui-"))
-    model = random_model(work / "random.pt")
+    from sheetaudio_gui.config import MODEL_FILE, MODELS_DIR
+
+    shipped = MODELS_DIR / MODEL_FILE
+    model = args.model or (shipped if shipped.is_file() else random_model(work / "random.pt"))
     material = make_material(work / "material", args.pieces)
     startup = measure_startup(model, work)
     stall = measure_stall(model, material, work)
