@@ -19,7 +19,7 @@ from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
 from sheetaudio_gui import __version__, config
-from sheetaudio_gui.gui.main_window import MainWindow
+from sheetaudio_gui.gui.main_window import SCORE_SUFFIXES, MainWindow
 from sheetaudio_gui.gui.services import CoreServices, default_library_dir
 from sheetaudio_gui.gui.session import Session
 
@@ -63,8 +63,27 @@ def build_window(
     session.load_model_in_background()
     if first_start and demo_dir is not None and demo_dir.is_dir() and any(demo_dir.iterdir()):
         window.statusBar().showMessage("First start: indexing the demo library in the background…")
-        session.when_model_ready(lambda: window.library_pane.add([demo_dir]))
+        session.when_model_ready(lambda: _index_demo(window, demo_dir))
     return window
+
+
+def _index_demo(window: MainWindow, demo_dir: Path) -> None:
+    """Index the demo material, then open its first score so that a new user sees music at once."""
+    job = window.library_pane.add([demo_dir])
+    if job is None:
+        return
+
+    def ready(report: object) -> None:
+        added = sorted(Path(p) for p in getattr(report, "added", []))
+        scores = [p for p in added if p.suffix.lower() in SCORE_SUFFIXES]
+        if scores and window.score_view.path is None:  # the user has not opened anything yet
+            window.open_path(scores[0])  # its status message says what to click
+        else:
+            window.statusBar().showMessage(
+                "Demo library ready: open a score (Ctrl+O) or pick one in the library."
+            )
+
+    job.finished.connect(ready)
 
 
 def _log_to_file() -> None:

@@ -7,6 +7,7 @@ list of the files that failed and why (a bad file is reported and skipped, the r
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 ROLE = Qt.ItemDataRole.UserRole
 STATE_MARK = {"indexed": "✓ indexed", "pending": "… pending", "failed": "✗ failed"}
+LIST_REFRESH_S = 1.0  # while indexing, the document list is reloaded at most this often
 
 
 def local_paths(event: QDropEvent | QDragEnterEvent) -> list[Path]:
@@ -57,6 +59,8 @@ class LibraryPane(QWidget):
         self.documents: list[Any] = []
         self.last_report: Any = None
         self._generation = 0
+        self.shown_generation = -1
+        self._listed_at, self._listed_at_done = 0.0, -1  # last reload of the list while indexing
         self.setAcceptDrops(True)
 
         self.tree = QTreeWidget()
@@ -129,11 +133,18 @@ class LibraryPane(QWidget):
         generation = self._generation
         handle = self.session.run_library(lambda lib, cancel: lib.documents(), "documents")
         # an older listing that finishes late must not overwrite a newer one
-        handle.finished.connect(
-            lambda docs: self.show_documents(docs) if generation == self._generation else None
-        )
+        handle.finished.connect(lambda docs: self._listed(docs, generation))
         handle.failed.connect(lambda e: self.status.setText(f"Cannot read the library: {e}"))
         return handle
+
+    def _listed(self, documents: Sequence[Any], generation: int) -> None:
+        if generation == self._generation:  # the newest listing asked for
+            self.shown_generation = generation
+            self.show_documents(documents)
+
+    def listing_is_current(self) -> bool:
+        """Whether the list shows the answer to the latest reload (tests wait for this)."""
+        return self.shown_generation == self._generation
 
     def show_documents(self, documents: Sequence[Any]) -> None:
         self.documents = list(documents)
@@ -240,6 +251,10 @@ class LibraryPane(QWidget):
             self.progress.setRange(0, total)
             self.progress.setValue(done)
         self.status.setText(message)
+        now = time.monotonic()
+        if done != self._listed_at_done and now - self._listed_at >= LIST_REFRESH_S:
+            self._listed_at, self._listed_at_done = now, done
+            self.refresh()  # committed files appear (and pending ones show as such) while indexing
 
     def _finished(self, report: Any) -> None:
         self._set_busy(False)
