@@ -5,13 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from material import tiny_model_file
 
 from sheetaudio_gui.config import ModelDims
 from sheetaudio_gui.core import snippets
 from sheetaudio_gui.training.bank import BANK_STRIP_HEIGHT, BANK_STRIP_PAD_PX, Bank
 from sheetaudio_gui.training.batches import BankTensors, audio_windows, sheet_windows
 from sheetaudio_gui.training.evaluate import metrics_from_ranks, ranks
-from sheetaudio_gui.training.train import ranking_loss, stage_config, train_on_banks
+from sheetaudio_gui.training.train import (
+    infonce_loss,
+    ranking_loss,
+    stage_config,
+    train_on_banks,
+)
 
 TINY = ModelDims(cnn_channels=(4, 4, 8, 8), snippet_dim=8, gru_hidden=8, passage_dim=8)
 
@@ -79,6 +85,62 @@ def test_augmented_windows_keep_shapes_and_value_range():
     )
     assert sw.shape == (int(sl.sum()), 1, 80, 90) and float(sw.min()) >= 0 and float(sw.max()) <= 1
     assert aw.shape == (int(al.sum()), 1, 92, 20) and torch.isfinite(aw).all()
+
+
+def test_domain_randomisation_varies_stroke_weight_and_width_but_keeps_the_value_range():
+    bt = BankTensors.from_bank(synthetic_bank())
+    systems = torch.arange(12).repeat(8)  # the same systems many times: spread of the ink
+    plain, plain_lengths = sheet_windows(
+        bt, systems, torch.Generator().manual_seed(2), augment=True
+    )
+    varied, lengths = sheet_windows(
+        bt, systems, torch.Generator().manual_seed(2), augment=True, domain=True
+    )
+    assert varied.shape == (int(lengths.sum()), 1, 80, 90)
+    assert float(varied.min()) >= 0 and float(varied.max()) <= 1
+    ink = varied.mean(dim=(1, 2, 3))
+    assert float(ink.std()) > float(plain.mean(dim=(1, 2, 3)).std())  # bolder and thinner ink
+    # wider and narrower glyphs: one system is cut into more different window counts
+    assert spread_per_system(lengths, systems) > spread_per_system(plain_lengths, systems)
+    aw, al = audio_windows(
+        bt,
+        torch.arange(6),
+        torch.zeros(6, dtype=torch.long),
+        bt.perfs[:6, 1],
+        torch.Generator().manual_seed(3),
+        True,
+        domain=True,
+    )
+    assert aw.shape == (int(al.sum()), 1, 92, 20) and torch.isfinite(aw).all()
+
+
+def spread_per_system(lengths: torch.Tensor, systems: torch.Tensor) -> int:
+    """Distinct window counts per system, summed over the systems."""
+    return sum(len(set(lengths[systems == k].tolist())) for k in systems.unique())
+
+
+def test_infonce_prefers_the_true_partner_in_both_directions():
+    eye = torch.eye(4)
+    swapped = eye[[1, 0, 2, 3]]
+    assert float(infonce_loss(eye, eye, 0.05)) < 1e-6
+    assert float(infonce_loss(eye, swapped, 0.05)) > 5.0
+    with pytest.raises(ValueError, match="unknown loss"):
+        stage_config("gru", 1, "cpu", seed=0, loss="bogus")
+
+
+def test_a_stage_can_start_from_given_weights_instead_of_the_previous_stage(tmp_path):
+    """Training goes on on another machine from the shipped weights, without the run folder."""
+    bt = BankTensors.from_bank(synthetic_bank(16))
+    bv = BankTensors.from_bank(synthetic_bank(8, seed=1))
+    init = tiny_model_file(tmp_path, TINY)
+    cfg = stage_config(
+        "finetune", 2, "cpu", seed=0, batch=4, eval_every=100, init=str(init), loss="infonce"
+    )
+    for _ in train_on_banks(bt, bv, tmp_path / "run", cfg):  # no gru/best.pt in this run
+        pass
+    state = torch.load(tmp_path / "run" / "finetune" / "last.pt", weights_only=True)
+    assert state["step"] == 2 and tuple(state["dims"]["cnn_channels"]) == TINY.cnn_channels
+    assert state["config"]["init"] == str(init) and state["config"]["loss"] == "infonce"
 
 
 def test_ranking_loss_is_zero_for_perfect_pairs_and_positive_for_swapped_ones():

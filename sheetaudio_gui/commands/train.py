@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from sheetaudio_gui.commands.progress import run_with_progress
+from sheetaudio_gui.core.errors import FileProblem
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,6 +39,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="snippet-CNN channels per block, e.g. 24,48,96,96 (default: config.ModelDims); "
         "only for a new run - a resumed stage keeps its sizes, later stages inherit them",
     )
+    parser.add_argument(
+        "--loss",
+        choices=("hinge", "infonce"),
+        default="hinge",
+        help="pair loss: the papers' summed hinge (default) or InfoNCE over the batch",
+    )
+    parser.add_argument(
+        "--augment",
+        choices=("standard", "domain"),
+        default="standard",
+        help="augmentation: standard, or domain (adds font and piano-sound randomisation for "
+        "unseen music fonts and soundfonts)",
+    )
+    parser.add_argument(
+        "--init",
+        type=Path,
+        help="start the stage from these weights (e.g. models/sheetaudio-passage.pt) instead of "
+        "the previous stage's best.pt; ignored when the stage resumes from its last.pt",
+    )
     parser.set_defaults(handler=train_command)
 
 
@@ -50,7 +70,15 @@ def train_command(args: argparse.Namespace) -> int:
         dims = ModelDims(cnn_channels=tuple(int(c) for c in args.cnn_channels.split(",")))
     stages = STAGES if args.stage == "all" else (args.stage,)
     for stage in stages:
-        over = {"eval_every": args.eval_every}
+        over: dict[str, object] = {
+            "eval_every": args.eval_every,
+            "loss": args.loss,
+            "domain": args.augment == "domain",
+        }
+        if args.init:
+            if not args.init.is_file():
+                raise FileProblem(args.init, "no such weights file")
+            over["init"] = str(args.init)
         if args.batch:
             over["batch"] = args.batch
         cfg = stage_config(stage, args.steps, args.device, args.seed, **over)

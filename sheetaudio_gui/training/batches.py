@@ -15,6 +15,7 @@ the same code feeds a 2-core CPU and a GPU without data-loader processes:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,13 @@ from sheetaudio_gui.training.bank import Bank
 
 SCALE_RANGE = (0.95, 1.05)  # sheet rescaling factor
 SHIFT_PX = 2.5  # max sheet shift in halved strip px (= 5 page px at the normalised spacing)
+# Domain randomisation (train --augment domain): the test split's music font and soundfont are
+# never seen in training, so vary what differs between fonts (glyph width, stroke weight) and
+# between piano samples (spectral balance, register-wise partial strength) beyond the mild defaults.
+STRETCH_X_RANGE = (0.88, 1.12)  # horizontal stretch on top of the scale (wider/narrower fonts)
+STROKE_CHANGE = 0.7  # up to this share of a 3x3 dilation (bolder) or erosion (thinner) of the ink
+EQ_DOMAIN_FACTOR = 2.0  # the smooth EQ curve's coefficients are scaled by this (about +-12 dB)
+RIPPLE_DB = 4.0  # register-wise ripple over the bins: up to this many dB, 1-4 periods
 BOUNDARY_JITTER_FRAMES = 6  # passage ends move by up to this many frames (0.3 s)
 MAX_SHEET_WINDOWS = 24  # longest passage cut (sheet windows); longer systems are truncated
 MAX_AUDIO_FRAMES = 24 * AUDIO_SNIPPET_HOP_FRAMES + AUDIO_SNIPPET_FRAMES  # likewise for audio
@@ -86,8 +94,11 @@ def sheet_windows(
     gen: torch.Generator,
     augment: bool,
     centre_x: torch.Tensor | None = None,
+    domain: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Windows of the given systems: -> (sum of lengths, 1, 80, 90) ink in [0, 1], (batch,) lengths.
+
+    `domain` (with `augment`) adds the domain randomisation of fonts (stretch, stroke weight).
 
     With `centre_x` (strip px per system) one window centred there is cut per system instead
     (the snippet pairs of the 2018 baseline).
@@ -100,18 +111,21 @@ def sheet_windows(
         scale = _uniform(b, *SCALE_RANGE, gen, device)
         dx = _uniform(b, -SHIFT_PX, SHIFT_PX, gen, device)
         dy = _uniform(b, -SHIFT_PX, SHIFT_PX, gen, device)
+        stretch = _uniform(b, *STRETCH_X_RANGE, gen, device) if domain else torch.ones_like(scale)
     else:
         scale = torch.ones(b, device=device)
         dx = torch.zeros(b, device=device)
         dy = torch.zeros(b, device=device)
+        stretch = torch.ones(b, device=device)
+    scale_x = scale * stretch
     if centre_x is None:
         lengths = window_count(
-            (widths.float() * scale).round().long(), SHEET_SNIPPET_WIDTH_PX, SHEET_SNIPPET_HOP_PX
+            (widths.float() * scale_x).round().long(), SHEET_SNIPPET_WIDTH_PX, SHEET_SNIPPET_HOP_PX
         ).clamp(max=MAX_SHEET_WINDOWS)
         start_x = torch.zeros(b, device=device)
     else:
         lengths = torch.ones(b, dtype=torch.long, device=device)
-        start_x = centre_x.to(device).float() * scale - SHEET_SNIPPET_WIDTH_PX / 2
+        start_x = centre_x.to(device).float() * scale_x - SHEET_SNIPPET_WIDTH_PX / 2
     n_max = int(lengths.max())
     height = bt.strips.shape[0]
     # source patch per system: its strip, padded to the widest (ink = 0 outside)
@@ -127,7 +141,7 @@ def sheet_windows(
     c = torch.arange(SHEET_SNIPPET_WIDTH_PX, device=device).repeat(n_max)
     out_x = (k * SHEET_SNIPPET_HOP_PX + c).float() + 0.5  # (out_w,)
     out_y = torch.arange(SHEET_SNIPPET_HEIGHT_PX, device=device).float() + 0.5
-    src_x = (out_x[None, :] + start_x[:, None]) / scale[:, None] + dx[:, None]  # (b, out_w)
+    src_x = (out_x[None, :] + start_x[:, None]) / scale_x[:, None] + dx[:, None]  # (b, out_w)
     src_y = (
         (out_y[None, :] - SHEET_SNIPPET_HEIGHT_PX / 2) / scale[:, None] + height / 2 + dy[:, None]
     )
@@ -143,8 +157,20 @@ def sheet_windows(
     keep = torch.arange(n_max, device=device)[None, :] < lengths[:, None]
     flat = windows[keep]  # (sum lengths, 1, 80, 90)
     if augment:
+        if domain:
+            flat = _change_strokes(flat, gen)
         flat = _degrade_sheet(flat, gen)
     return flat.contiguous(), lengths
+
+
+def _change_strokes(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Bolder or thinner ink per window (n, 1, 80, 90): a random blend toward a 3x3 dilation or
+    erosion, as between a heavy and a light music font."""
+    n, device = x.shape[0], x.device
+    amount = _uniform(n, -STROKE_CHANGE, STROKE_CHANGE, gen, device)[:, None, None, None]
+    bold = F.max_pool2d(x, 3, stride=1, padding=1)
+    thin = -F.max_pool2d(-x, 3, stride=1, padding=1)
+    return torch.where(amount > 0, x + amount * (bold - x), x - amount * (thin - x))
 
 
 def _degrade_sheet(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -175,8 +201,11 @@ def audio_windows(
     gen: torch.Generator,
     augment: bool,
     jitter: bool = True,
+    domain: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frame ranges [f0, f1) of performances -> (sum lengths, 1, 92, 20) windows, lengths."""
+    """Frame ranges [f0, f1) of performances -> (sum lengths, 1, 92, 20) windows, lengths.
+
+    `domain` (with `augment`) adds the domain randomisation of piano sounds (EQ, ripple)."""
     device = bt.device
     b = len(perf_ids)
     perf_ids, f0, f1 = perf_ids.to(device), f0.to(device), f1.to(device)
@@ -196,15 +225,16 @@ def audio_windows(
     idx = torch.where(inside, offsets[:, None] + f0[:, None] + t, 0)
     seg = bt.specs[:, idx].permute(1, 0, 2).float() * inside[:, None, :]  # (b, 92, span)
     if augment:
-        seg = _degrade_spec(seg, gen) * inside[:, None, :]
+        seg = _degrade_spec(seg, gen, domain) * inside[:, None, :]
     windows = seg.unfold(2, AUDIO_SNIPPET_FRAMES, AUDIO_SNIPPET_HOP_FRAMES)  # (b, 92, n, 20)
     windows = windows.permute(0, 2, 1, 3)
     keep = torch.arange(windows.shape[1], device=device)[None, :] < counts[:, None]
     return windows[keep][:, None].contiguous(), counts
 
 
-def _degrade_spec(seg: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Gain, smooth EQ, noise floor and temporal smear on log10(1+x) spectrogram segments."""
+def _degrade_spec(seg: torch.Tensor, gen: torch.Generator, domain: bool = False) -> torch.Tensor:
+    """Gain, smooth EQ, noise floor and temporal smear on log10(1+x) spectrogram segments;
+    `domain`: a stronger EQ and a register-wise ripple (another piano's partial balance)."""
     b, bins, span = seg.shape
     device = seg.device
     mag = torch.pow(10.0, seg) - 1.0
@@ -215,6 +245,11 @@ def _degrade_spec(seg: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         [3.0, 4.0, 3.0, 2.0], device=device
     )
     eq_db = coef[:, :1] + coef[:, 1:2] * pos + coef[:, 2:3] * pos**2 + coef[:, 3:4] * pos**3
+    if domain:
+        periods = _uniform(b, 1.0, 4.0, gen, device)[:, None]
+        phase = _uniform(b, 0.0, 2 * math.pi, gen, device)[:, None]
+        depth = _uniform(b, 0.0, RIPPLE_DB, gen, device)[:, None]
+        eq_db = EQ_DOMAIN_FACTOR * eq_db + depth * torch.sin(math.pi * periods * pos + phase)
     mag = mag * torch.pow(10.0, (gain_db + eq_db) / 20.0)[:, :, None]
     # reverb-like smear: x'_t = x_t + r * sum_{k>0} d^k x_{t-k}
     decay = _uniform(b, 0.0, 0.7, gen, device)

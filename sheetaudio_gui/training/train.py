@@ -59,6 +59,8 @@ from sheetaudio_gui.training.evaluate import (
 log = logging.getLogger(__name__)
 
 STAGES = ("snippet", "gru", "finetune", "cca")
+LOSSES = ("hinge", "infonce")
+INFONCE_TEMPERATURE = 0.05  # softmax temperature on cosine similarities (InfoNCE loss)
 FINETUNE_LR_FACTOR = 0.1  # end-to-end fine-tuning runs at a tenth of the learning rate
 WARMUP_STEPS = 200  # linear learning-rate warm-up at the start of a stage
 VALID_SYSTEMS = 600  # validation subset (fixed) used during training; the full split at the end
@@ -79,6 +81,9 @@ class StageConfig:
     checkpoint_every: int = 100
     seed: int = 0
     device: str = "cpu"
+    loss: str = "hinge"  # "hinge" (the papers') or "infonce" (softmax over the batch)
+    domain: bool = False  # domain randomisation of fonts and piano sounds (batches.py)
+    init: str = ""  # weights file the stage starts from instead of the previous stage's best.pt
 
 
 def ranking_loss(a: torch.Tensor, b: torch.Tensor, margin: float) -> torch.Tensor:
@@ -96,9 +101,31 @@ def ranking_loss(a: torch.Tensor, b: torch.Tensor, margin: float) -> torch.Tenso
     return (cost_a.sum() + cost_b.sum()) / len(a)
 
 
+def infonce_loss(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric InfoNCE on cosine similarity: (n, d), (n, d) -> ().
+
+    Each item must pick its partner among all items of the other modality in the batch (softmax
+    cross-entropy both ways). Unlike the summed hinge, whose negatives stop counting once they are
+    `margin` below the positive, it keeps pushing the hardest negatives: what R@1 rewards.
+    """
+    a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
+    logits = a @ b.T / temperature
+    target = torch.arange(len(a), device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
+def pair_loss(a: torch.Tensor, b: torch.Tensor, cfg: StageConfig) -> torch.Tensor:
+    """The stage's configured loss between paired embeddings."""
+    if cfg.loss == "infonce":
+        return infonce_loss(a, b, INFONCE_TEMPERATURE)
+    return ranking_loss(a, b, cfg.margin)
+
+
 def stage_config(stage: str, steps: int | None, device: str, seed: int, **over: Any) -> StageConfig:
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; one of {', '.join(STAGES)}")
+    if over.get("loss", "hinge") not in LOSSES:
+        raise ValueError(f"unknown loss {over['loss']!r}; one of {', '.join(LOSSES)}")
     lr = LEARNING_RATE * (FINETUNE_LR_FACTOR if stage == "finetune" else 1.0)
     margin = SNIPPET_MARGIN if stage == "snippet" else PASSAGE_MARGIN
     return StageConfig(
@@ -134,20 +161,22 @@ def _step_loss(
     """One batch's loss; returns (loss, pairs in the batch)."""
     if cfg.stage == "snippet":
         rows = bt.notes[sample_notes(bt, cfg.batch, gen).to(bt.device)]
-        sw, _ = sheet_windows(bt, rows[:, 0], gen, augment=True, centre_x=rows[:, 1])
+        sw, _ = sheet_windows(
+            bt, rows[:, 0], gen, augment=True, centre_x=rows[:, 1], domain=cfg.domain
+        )
         half = 10  # audio window centred on the onset frame
         aw, _ = audio_windows(
-            bt, rows[:, 2], rows[:, 3] - half, rows[:, 3] + half, gen, True, jitter=False
+            bt, rows[:, 2], rows[:, 3] - half, rows[:, 3] + half, gen, True, False, cfg.domain
         )
-        return ranking_loss(model.sheet_snippets(sw), model.audio_snippets(aw), cfg.margin), len(
-            rows
-        )
+        return pair_loss(model.sheet_snippets(sw), model.audio_snippets(aw), cfg), len(rows)
     rows = bt.passages[sample_passages(bt, cfg.batch, gen).to(bt.device)]
-    sw, sl = sheet_windows(bt, rows[:, 0], gen, augment=True)
-    aw, al = audio_windows(bt, rows[:, 1], rows[:, 2], rows[:, 3], gen, augment=True)
+    sw, sl = sheet_windows(bt, rows[:, 0], gen, augment=True, domain=cfg.domain)
+    aw, al = audio_windows(
+        bt, rows[:, 1], rows[:, 2], rows[:, 3], gen, augment=True, domain=cfg.domain
+    )
     sheet = model.sheet_passages(pad_sequences(model.sheet_snippets(sw), sl), sl)
     audio = model.audio_passages(pad_sequences(model.audio_snippets(aw), al), al)
-    return ranking_loss(sheet, audio, cfg.margin), len(rows)
+    return pair_loss(sheet, audio, cfg), len(rows)
 
 
 def _lr_at(cfg: StageConfig, step: int) -> float:
@@ -160,7 +189,9 @@ def _score(metrics: dict[str, dict[str, float]]) -> float:
     return 0.5 * (metrics["A2S"]["MRR"] + metrics["S2A"]["MRR"])
 
 
-def _initial_model(run: Path, stage: str, dims: ModelDims | None) -> PassageModel:
+def _initial_model(run: Path, stage: str, dims: ModelDims | None, init: str = "") -> PassageModel:
+    if init:  # e.g. the shipped weights: training goes on across machines without the run folder
+        return load_model(init).model
     previous = {"gru": "snippet", "finetune": "gru", "cca": "finetune"}.get(stage)
     if previous is None:
         return PassageModel(dims)
@@ -213,7 +244,7 @@ def train_on_banks(
     state = torch.load(last, map_location=device, weights_only=True) if last.is_file() else None
     if state is not None and "dims" in state:  # a resumed run keeps the sizes it started with
         dims = dims_from_dict(state["dims"])
-    model = _initial_model(Path(run), cfg.stage, dims).to(device)
+    model = _initial_model(Path(run), cfg.stage, dims, cfg.init).to(device)
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     model.train()
     params = _set_trainable(model, cfg.stage)
