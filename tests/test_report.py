@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from sheetaudio_gui.training.report import format_report, markdown_report
+import pytest
+
+from sheetaudio_gui.core.errors import SheetAudioError
+from sheetaudio_gui.training.report import (
+    CARRIED_SUFFIX,
+    carry_rows,
+    format_report,
+    markdown_report,
+)
 
 
 def metrics(r1: float, mrr: float) -> dict[str, dict[str, float]]:
@@ -57,3 +65,38 @@ def test_markdown_tables_have_as_many_cells_as_their_header() -> None:
 def test_the_text_report_has_the_same_rows() -> None:
     text = "\n".join(format_report(REPORT))
     assert "GRU, fine-tuned" in text and "3040 passage pairs" in text
+
+
+def test_rows_of_an_earlier_report_on_the_same_material_come_first_and_marked() -> None:
+    earlier = {**REPORT, "rows": {"snippet baseline": "mean", "GRU, fine-tuned": "gru"}}
+    new_row = metrics(70.0, 0.8)
+    now = {
+        **REPORT,
+        "rows": {"GRU, continued": "gru"},
+        "passages": {"GRU, continued": new_row, "chroma oracle": metrics(14.0, 0.2)},
+        "snippets": {"GRU, continued": new_row},
+        "piece_identification": {
+            "GRU, continued": REPORT["piece_identification"]["GRU, fine-tuned"]
+        },
+        "robustness": {"scan": {"GRU, continued": new_row, "systems_missed_by_detector": 7}},
+    }
+    merged = carry_rows(now, earlier)
+    assert list(merged["passages"]) == [
+        "snippet baseline" + CARRIED_SUFFIX,
+        "GRU, fine-tuned" + CARRIED_SUFFIX,
+        "GRU, continued",
+        "chroma oracle",
+    ]
+    assert merged["passages"]["GRU, fine-tuned" + CARRIED_SUFFIX]["A2S"]["R@1"] == 66.25
+    assert list(merged["robustness"]["scan"]) == [
+        "GRU, fine-tuned" + CARRIED_SUFFIX,
+        "GRU, continued",
+        "systems_missed_by_detector",
+    ]
+    assert "| snippet baseline [earlier report] | 12.5 |" in markdown_report(merged)
+
+
+def test_rows_are_not_carried_from_other_test_material() -> None:
+    other = {**REPORT, "corpus_manifest_hash": "0000000000000000", "rows": {}}
+    with pytest.raises(SheetAudioError, match="other test material"):
+        carry_rows({**REPORT, "rows": {}}, other)

@@ -27,6 +27,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument("--split", default="test", choices=("test", "valid"))
     parser.add_argument("--run", type=Path, help="training run folder (rows per stage)")
     parser.add_argument("--model", type=Path, help="a model file (e.g. the shipped weights)")
+    parser.add_argument("--name", help="row name for --model (default: 'shipped model (FILE)')")
+    parser.add_argument(
+        "--previous",
+        type=Path,
+        metavar="JSON",
+        help="an earlier --json report on the same corpus build and split: its model rows are "
+        "shown first, marked (e.g. the stages of a run whose weights are not at hand)",
+    )
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the numbers as JSON")
     parser.add_argument(
         "--markdown", type=Path, metavar="OUT", help="write the tables as Markdown (model card)"
@@ -38,10 +46,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def eval_command(args: argparse.Namespace) -> int:
-    from sheetaudio_gui.core.errors import SheetAudioError
+    from sheetaudio_gui.core.errors import FileProblem, SheetAudioError
     from sheetaudio_gui.core.models import load_model
     from sheetaudio_gui.training.report import (
         ModelRow,
+        carry_rows,
         evaluation_report,
         format_report,
         markdown_report,
@@ -59,7 +68,8 @@ def eval_command(args: argparse.Namespace) -> int:
             rows.append(ModelRow(name, loaded.model, summary))  # type: ignore[arg-type]
     if args.model is not None:
         loaded = load_model(args.model)
-        rows.append(ModelRow(f"shipped model ({args.model.name})", loaded.model, "gru"))
+        name = args.name or f"shipped model ({args.model.name})"
+        rows.append(ModelRow(name, loaded.model, "gru"))
     if not rows:
         raise SheetAudioError("nothing to evaluate: give --run RUN (trained stages) or --model")
     best = rows[-1].name
@@ -72,6 +82,12 @@ def eval_command(args: argparse.Namespace) -> int:
     )
     report["rows"] = {r.name: r.summary for r in rows}
     report["best"] = best
+    if args.previous is not None:
+        try:
+            previous = json.loads(args.previous.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise FileProblem(args.previous, f"not a readable eval report ({exc})") from None
+        report = carry_rows(report, previous)
     for line in format_report(report):
         print(line)
     if args.json is not None:

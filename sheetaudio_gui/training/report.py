@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from sheetaudio_gui.config import AUDIO_SNIPPET_FRAMES, AUDIO_SNIPPET_HOP_FRAMES
+from sheetaudio_gui.core.errors import SheetAudioError
 from sheetaudio_gui.core.jobs import Job, Progress
 from sheetaudio_gui.core.models import PassageModel
 from sheetaudio_gui.training import augment, chroma
@@ -330,6 +331,42 @@ def evaluation_report(
             report["robustness"][variant.name] = table
     yield Progress(steps, steps, "done")
     return report
+
+
+CARRIED_SUFFIX = " [earlier report]"
+
+
+def carry_rows(report: dict[str, Any], previous: dict[str, Any]) -> dict[str, Any]:
+    """`report` with the model rows of an earlier report on the same test material added first.
+
+    Stage weights of an earlier run may be gone (another machine) while its numbers stand: rows
+    are carried only when the split and the corpus manifest are the same, and are marked as such.
+    Rows named like a new one and the (recomputed) chroma oracle are not carried.
+    """
+    for key in ("split", "corpus_manifest_hash", "passage_pairs"):
+        if previous.get(key) != report.get(key):
+            raise SheetAudioError(
+                f"the earlier report was made on other test material ({key}: "
+                f"{previous.get(key)!r}, now {report.get(key)!r}); its rows cannot be compared"
+            )
+    names = [n for n in previous.get("rows", {}) if n not in report["rows"]]
+
+    def merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+        first = {n + CARRIED_SUFFIX: old[n] for n in names if n in old}
+        return {**first, **new}
+
+    out = dict(report)
+    out["passages"] = merged(previous["passages"], report["passages"])
+    out["snippets"] = merged(previous["snippets"], report["snippets"])
+    out["piece_identification"] = merged(
+        previous["piece_identification"], report["piece_identification"]
+    )
+    out["robustness"] = {
+        variant: merged(previous.get("robustness", {}).get(variant, {}), table)
+        for variant, table in report["robustness"].items()
+    }
+    out["rows"] = {**{n + CARRIED_SUFFIX: previous["rows"][n] for n in names}, **report["rows"]}
+    return out
 
 
 def _tensors(bank: Any) -> BankTensors:
