@@ -339,3 +339,20 @@ def test_show_draws_page_above_spectrogram_with_coloured_noteheads(
     piece = built["pieces"]["small-repeat"]
     assert pix.width == piece.pages[0].width_px
     assert pix.height > piece.pages[0].height_px + config.SPEC_BINS
+
+
+def test_the_corpus_identity_ignores_how_the_build_ran_but_not_what_it_made(tmp_path: Path) -> None:
+    from sheetaudio_gui.training.bank import manifest_hash
+
+    def write(folder: str, manifest: dict[str, Any]) -> Path:
+        path = tmp_path / folder
+        path.mkdir()
+        (path / fmt.MANIFEST_FILE).write_text(json.dumps(manifest))
+        return path
+
+    made = {"seed": 0, "splits": {"test": {"pieces": 219}}}
+    here = write("a", {**made, "build": {"wall_seconds": 2160}, "command": "build --out /a"})
+    there = write("b", {**made, "build": {"wall_seconds": 476}, "command": "build --out /b"})
+    other = write("c", {**made, "splits": {"test": {"pieces": 218}}})
+    assert manifest_hash(here) == manifest_hash(there) != manifest_hash(other)
+    assert manifest_hash(tmp_path / "empty") == "none"

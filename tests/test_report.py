@@ -97,6 +97,6 @@ def test_rows_of_an_earlier_report_on_the_same_material_come_first_and_marked() 
 
 
 def test_rows_are_not_carried_from_other_test_material() -> None:
-    other = {**REPORT, "corpus_manifest_hash": "0000000000000000", "rows": {}}
+    other = {**REPORT, "counts": {"pieces": 218}, "rows": {}}
     with pytest.raises(SheetAudioError, match="other test material"):
         carry_rows({**REPORT, "rows": {}}, other)

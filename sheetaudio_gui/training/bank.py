@@ -102,9 +102,18 @@ def staff_space(lines: list[tuple[float, ...]]) -> float:
     return float(np.mean(gaps))
 
 
+MANIFEST_RUN_KEYS = ("build", "command")  # how a build ran (timings, output path), not what it made
+
+
 def manifest_hash(corpus_dir: Path) -> str:
+    """Identity of a corpus build's content: its manifest without the run statistics, so that
+    rebuilding the same corpus elsewhere (other timings, other folder) gives the same hash."""
     path = corpus_dir / MANIFEST_FILE
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else "none"
+    if not path.is_file():
+        return "none"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    content = {k: v for k, v in manifest.items() if k not in MANIFEST_RUN_KEYS}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def bank_dir(corpus_dir: Path, split: str, variant: Variant = CLEAN) -> Path:

@@ -340,10 +340,13 @@ def carry_rows(report: dict[str, Any], previous: dict[str, Any]) -> dict[str, An
     """`report` with the model rows of an earlier report on the same test material added first.
 
     Stage weights of an earlier run may be gone (another machine) while its numbers stand: rows
-    are carried only when the split and the corpus manifest are the same, and are marked as such.
-    Rows named like a new one and the (recomputed) chroma oracle are not carried.
+    are carried only when the split, the number of passage pairs and every count of the test
+    material (pieces, systems, performances, passages, noteheads, audio seconds) are the same, and
+    are marked as such. (Counts, not the manifest hash: reports made before the hash left out the
+    build's timings carry a hash of those too.) Rows named like a new one and the (recomputed)
+    chroma oracle are not carried.
     """
-    for key in ("split", "corpus_manifest_hash", "passage_pairs"):
+    for key in ("split", "passage_pairs", "counts"):
         if previous.get(key) != report.get(key):
             raise SheetAudioError(
                 f"the earlier report was made on other test material ({key}: "
