@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from sheetaudio_gui.commands.progress import run_with_progress
-from sheetaudio_gui.core.errors import FileProblem
+from sheetaudio_gui.core.errors import FileProblem, SheetAudioError
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,6 +53,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "unseen music fonts and soundfonts)",
     )
     parser.add_argument(
+        "--crops",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share (0-1) of passage pairs cut as aligned sub-system crops of 3-10 sheet windows "
+        "(queries in a library start and end anywhere, not at system edges); default 0",
+    )
+    parser.add_argument(
         "--init",
         type=Path,
         help="start the stage from these weights (e.g. models/sheetaudio-passage.pt) instead of "
@@ -65,6 +73,8 @@ def train_command(args: argparse.Namespace) -> int:
     from sheetaudio_gui.config import ModelDims
     from sheetaudio_gui.training.train import STAGES, stage_config, train_stage
 
+    if not 0.0 <= args.crops <= 1.0:
+        raise SheetAudioError(f"--crops must be a share between 0 and 1, not {args.crops}")
     dims = None
     if args.cnn_channels:
         dims = ModelDims(cnn_channels=tuple(int(c) for c in args.cnn_channels.split(",")))
@@ -74,6 +84,7 @@ def train_command(args: argparse.Namespace) -> int:
             "eval_every": args.eval_every,
             "loss": args.loss,
             "domain": args.augment == "domain",
+            "crops": args.crops,
         }
         if args.init:
             if not args.init.is_file():

@@ -95,13 +95,15 @@ def sheet_windows(
     augment: bool,
     centre_x: torch.Tensor | None = None,
     domain: bool = False,
+    x_range: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Windows of the given systems: -> (sum of lengths, 1, 80, 90) ink in [0, 1], (batch,) lengths.
 
     `domain` (with `augment`) adds the domain randomisation of fonts (stretch, stroke weight).
 
     With `centre_x` (strip px per system) one window centred there is cut per system instead
-    (the snippet pairs of the 2018 baseline).
+    (the snippet pairs of the 2018 baseline). With `x_range` ((batch,) first and end strip px)
+    only that part of each system is cut (passage crops).
     """
     device = bt.device
     b = len(system_ids)
@@ -119,10 +121,12 @@ def sheet_windows(
         stretch = torch.ones(b, device=device)
     scale_x = scale * stretch
     if centre_x is None:
+        x0 = torch.zeros(b, device=device) if x_range is None else x_range[0].to(device).float()
+        x1 = widths.float() if x_range is None else x_range[1].to(device).float()
         lengths = window_count(
-            (widths.float() * scale_x).round().long(), SHEET_SNIPPET_WIDTH_PX, SHEET_SNIPPET_HOP_PX
+            ((x1 - x0) * scale_x).round().long(), SHEET_SNIPPET_WIDTH_PX, SHEET_SNIPPET_HOP_PX
         ).clamp(max=MAX_SHEET_WINDOWS)
-        start_x = torch.zeros(b, device=device)
+        start_x = x0 * scale_x
     else:
         lengths = torch.ones(b, dtype=torch.long, device=device)
         start_x = centre_x.to(device).float() * scale_x - SHEET_SNIPPET_WIDTH_PX / 2

@@ -49,6 +49,7 @@ from sheetaudio_gui.training.batches import (
     sample_passages,
     sheet_windows,
 )
+from sheetaudio_gui.training.crops import CropIndex, crop_index, crop_rows
 from sheetaudio_gui.training.evaluate import (
     Summary,
     embed_rows,
@@ -82,6 +83,7 @@ class StageConfig:
     seed: int = 0
     device: str = "cpu"
     loss: str = "hinge"  # "hinge" (the papers') or "infonce" (softmax over the batch)
+    crops: float = 0.0  # share of passage pairs cut as aligned sub-system crops (crops.py)
     domain: bool = False  # domain randomisation of fonts and piano sounds (batches.py)
     init: str = ""  # weights file the stage starts from instead of the previous stage's best.pt
 
@@ -156,7 +158,11 @@ def _set_trainable(model: PassageModel, stage: str) -> list[torch.nn.Parameter]:
 
 
 def _step_loss(
-    model: PassageModel, bt: BankTensors, cfg: StageConfig, gen: torch.Generator
+    model: PassageModel,
+    bt: BankTensors,
+    cfg: StageConfig,
+    gen: torch.Generator,
+    crops: CropIndex | None = None,
 ) -> tuple[torch.Tensor, int]:
     """One batch's loss; returns (loss, pairs in the batch)."""
     if cfg.stage == "snippet":
@@ -169,11 +175,15 @@ def _step_loss(
             bt, rows[:, 2], rows[:, 3] - half, rows[:, 3] + half, gen, True, False, cfg.domain
         )
         return pair_loss(model.sheet_snippets(sw), model.audio_snippets(aw), cfg), len(rows)
-    rows = bt.passages[sample_passages(bt, cfg.batch, gen).to(bt.device)]
-    sw, sl = sheet_windows(bt, rows[:, 0], gen, augment=True, domain=cfg.domain)
-    aw, al = audio_windows(
-        bt, rows[:, 1], rows[:, 2], rows[:, 3], gen, augment=True, domain=cfg.domain
-    )
+    picked = sample_passages(bt, cfg.batch, gen)
+    rows = bt.passages[picked.to(bt.device)]
+    if crops is None:
+        x_range, f0, f1 = None, rows[:, 2], rows[:, 3]
+    else:
+        x0, x1, f0, f1 = crop_rows(bt, crops, picked, cfg.crops, gen)
+        x_range = (x0, x1)
+    sw, sl = sheet_windows(bt, rows[:, 0], gen, augment=True, domain=cfg.domain, x_range=x_range)
+    aw, al = audio_windows(bt, rows[:, 1], f0, f1, gen, augment=True, domain=cfg.domain)
     sheet = model.sheet_passages(pad_sequences(model.sheet_snippets(sw), sl), sl)
     audio = model.audio_passages(pad_sequences(model.audio_snippets(aw), al), al)
     return pair_loss(sheet, audio, cfg), len(rows)
@@ -259,6 +269,7 @@ def train_on_banks(
         trained_s = float(state.get("trained_s", 0.0))
         log.info("resuming %s at step %d (best %.4f)", cfg.stage, step, best)
     summary: Summary = "mean" if cfg.stage == "snippet" else "gru"
+    crops = crop_index(bt) if cfg.crops > 0 and cfg.stage != "snippet" else None
     log_file = (out / "log.jsonl").open("a")
     pairs_done, t0 = 0, time.perf_counter()
     try:
@@ -267,7 +278,7 @@ def train_on_banks(
                 cancel.raise_if_cancelled()
             for group in opt.param_groups:
                 group["lr"] = _lr_at(cfg, step)
-            loss, pairs = _step_loss(model, bt, cfg, gen)
+            loss, pairs = _step_loss(model, bt, cfg, gen, crops)
             opt.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[no-untyped-call]
             torch.nn.utils.clip_grad_norm_(params, 5.0)
