@@ -100,3 +100,17 @@ def test_rows_are_not_carried_from_other_test_material() -> None:
     other = {**REPORT, "counts": {"pieces": 218}, "rows": {}}
     with pytest.raises(SheetAudioError, match="other test material"):
         carry_rows({**REPORT, "rows": {}}, other)
+
+
+def test_best_similarity_per_piece_is_the_maximum_over_that_pieces_columns() -> None:
+    import numpy as np
+
+    from sheetaudio_gui.training.report import _best_per_piece
+
+    rng = np.random.default_rng(0)
+    sim = rng.random((3, 40)).astype(np.float32)
+    owner = rng.integers(0, 5, size=40)
+    pieces = np.unique(owner)
+    got = _best_per_piece(sim, owner, pieces)
+    for j, q in enumerate(pieces):
+        assert np.array_equal(got[:, j], sim[:, owner == q].max(axis=1))

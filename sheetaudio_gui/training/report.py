@@ -208,7 +208,8 @@ def piece_identification(
                 ]
             )
             sim = (emb @ sheet.T).numpy()  # (subs, n_systems)
-            scores = {int(q): float(sim[:, system_piece == q].max(axis=1).sum()) for q in pieces}
+            best = _best_per_piece(sim, system_piece, pieces)  # (subs, pieces)
+            scores = {int(q): float(best[:, j].sum()) for j, q in enumerate(pieces)}
             audio_ranks.append(_rank_of(scores, int(bt.perfs[p, 2])))
     # page -> piece: each system of the page takes its best sliding audio passage per piece
     windows, window_piece = [], []
@@ -226,13 +227,30 @@ def piece_identification(
     for piece_no, groups in _pages_of(system_piece.tolist(), system_pages).items():
         for systems in groups:
             sim = (sheet[systems] @ audio.T).numpy()
-            scores = {int(q): float(sim[:, wp == q].max(axis=1).mean()) for q in pieces}
+            best = _best_per_piece(sim, wp, pieces)
+            scores = {int(q): float(best[:, j].mean()) for j, q in enumerate(pieces)}
             page_ranks.append(_rank_of(scores, piece_no))
     return {
         "pieces": len(pieces),
         "audio_10s": _top(audio_ranks),
         "page": _top(page_ranks),
     }
+
+
+def _best_per_piece(
+    sim: npt.NDArray[np.float32], owner: npt.NDArray[np.int64], pieces: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float32]:
+    """Each row's best similarity among the columns of each piece: (k, n) -> (k, len(pieces)).
+
+    Columns are grouped by piece once (a stable sort) and reduced with `np.maximum.reduceat`,
+    instead of one boolean mask over all columns per piece.
+    """
+    order = np.argsort(owner, kind="stable")
+    sorted_owner = owner[order]
+    starts = np.searchsorted(sorted_owner, pieces, side="left")
+    if np.any(np.searchsorted(sorted_owner, pieces, side="right") == starts):
+        raise ValueError("every piece needs at least one column")
+    return np.maximum.reduceat(sim[:, order], starts, axis=1)
 
 
 def _pages_of(system_piece: list[int], system_pages: list[int]) -> dict[int, list[list[int]]]:
