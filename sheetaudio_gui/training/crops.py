@@ -62,8 +62,9 @@ def crop_rows(
     About `fraction` of the rows become crops of CROP_WINDOWS sheet windows; the others (and
     rows that cannot be cropped) keep the whole system and its whole play.
     """
-    passages = bt.passages[rows.to(bt.device)].cpu().numpy().astype(np.int64)
-    widths = bt.systems[bt.passages[rows.to(bt.device), 0], 1].cpu().numpy().astype(np.float64)
+    picked = bt.passages[rows.to(bt.device)]
+    passages = picked.cpu().numpy().astype(np.int64)
+    widths = bt.systems[picked[:, 0], 1].cpu().numpy().astype(np.float64)
     draws = torch.rand(len(rows), 3, generator=gen).numpy()
     lo, hi = CROP_WINDOWS
     out = np.zeros((len(rows), 4), dtype=np.float64)
