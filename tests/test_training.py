@@ -10,7 +10,12 @@ from material import tiny_model_file
 from sheetaudio_gui.config import ModelDims
 from sheetaudio_gui.core import snippets
 from sheetaudio_gui.training.bank import BANK_STRIP_HEIGHT, BANK_STRIP_PAD_PX, Bank
-from sheetaudio_gui.training.batches import BankTensors, audio_windows, sheet_windows
+from sheetaudio_gui.training.batches import (
+    BankTensors,
+    audio_windows,
+    sample_passages,
+    sheet_windows,
+)
 from sheetaudio_gui.training.evaluate import metrics_from_ranks, ranks
 from sheetaudio_gui.training.train import (
     infonce_loss,
@@ -126,6 +131,24 @@ def test_infonce_prefers_the_true_partner_in_both_directions():
     assert float(infonce_loss(eye, swapped, 0.05)) > 5.0
     with pytest.raises(ValueError, match="unknown loss"):
         stage_config("gru", 1, "cpu", seed=0, loss="bogus")
+
+
+def test_piece_grouped_batches_hold_distinct_systems_in_groups_of_one_piece():
+    """--per-piece G: hard negatives come from the same piece, never the same system twice."""
+    bank = synthetic_bank(30)
+    bank.systems[:, 2] = np.arange(30) // 5  # 6 pieces of 5 systems
+    extra = bank.passages[:10].copy()  # second performances: two passage rows for some systems
+    bank.passages = np.concatenate([bank.passages, extra])
+    bt = BankTensors.from_bank(bank)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        rows = sample_passages(bt, 12, gen, per_piece=3)
+        systems = bt.passages[rows, 0]
+        pieces = bt.systems[systems, 2]
+        assert len(rows) == 12 and len(set(systems.tolist())) == 12
+        assert sorted(np.bincount(pieces.numpy()).tolist())[-4:] == [3, 3, 3, 3]
+    random_rows = sample_passages(bt, 12, gen)  # default: systems drawn at random
+    assert len(set(bt.passages[random_rows, 0].tolist())) == len(random_rows)
 
 
 def test_a_stage_can_start_from_given_weights_instead_of_the_previous_stage(tmp_path):

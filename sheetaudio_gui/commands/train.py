@@ -61,6 +61,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(queries in a library start and end anywhere, not at system edges); default 0",
     )
     parser.add_argument(
+        "--per-piece",
+        type=int,
+        default=1,
+        metavar="G",
+        help="draw each batch as groups of up to G systems of one piece (hard negatives: same "
+        "key, texture, font and sound); default 1 = systems drawn at random",
+    )
+    parser.add_argument(
         "--init",
         type=Path,
         help="start the stage from these weights (e.g. models/sheetaudio-passage.pt) instead of "
@@ -75,6 +83,8 @@ def train_command(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.crops <= 1.0:
         raise SheetAudioError(f"--crops must be a share between 0 and 1, not {args.crops}")
+    if args.per_piece < 1:
+        raise SheetAudioError(f"--per-piece must be at least 1, not {args.per_piece}")
     dims = None
     if args.cnn_channels:
         dims = ModelDims(cnn_channels=tuple(int(c) for c in args.cnn_channels.split(",")))
@@ -85,6 +95,7 @@ def train_command(args: argparse.Namespace) -> int:
             "loss": args.loss,
             "domain": args.augment == "domain",
             "crops": args.crops,
+            "per_piece": args.per_piece,
         }
         if args.init:
             if not args.init.is_file():

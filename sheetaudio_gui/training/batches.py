@@ -277,13 +277,38 @@ def pad_sequences(flat: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return torch.nn.utils.rnn.pad_sequence(list(parts), batch_first=True)
 
 
-def sample_passages(bt: BankTensors, batch: int, gen: torch.Generator) -> torch.Tensor:
-    """Rows of `passages` for a batch, from distinct systems (no false in-batch negatives)."""
-    rows = torch.randint(len(bt.passages), (batch * 2,), generator=gen)
-    systems = bt.passages[rows.to(bt.device), 0].cpu()
-    _, first = np.unique(systems.numpy(), return_index=True)
-    chosen = rows[np.sort(first)][:batch]
-    return chosen
+def sample_passages(
+    bt: BankTensors, batch: int, gen: torch.Generator, per_piece: int = 1
+) -> torch.Tensor:
+    """Rows of `passages` for a batch, from distinct systems (no false in-batch negatives).
+
+    With `per_piece` > 1 the batch is drawn as groups of up to that many systems of one piece:
+    systems of the same piece share key, texture, music font and piano sound, so they are the
+    hard negatives that teach the pitch-exact features a large library needs (random batches
+    are separated by style alone).
+    """
+    if per_piece <= 1:
+        rows = torch.randint(len(bt.passages), (batch * 2,), generator=gen)
+        systems = bt.passages[rows.to(bt.device), 0].cpu()
+        _, first = np.unique(systems.numpy(), return_index=True)
+        return rows[np.sort(first)][:batch]
+    systems = bt.passages[:, 0].cpu()
+    pieces = bt.systems[:, 2].cpu()[systems]
+    order = torch.randperm(len(systems), generator=gen)  # random row per system below
+    _, first = np.unique(systems[order].numpy(), return_index=True)
+    one_row = order[first]  # one random passage row for every system
+    piece_of_row = pieces[one_row]
+    piece_ids = torch.unique(piece_of_row)
+    chosen: list[torch.Tensor] = []
+    taken = 0
+    for piece in piece_ids[torch.randperm(len(piece_ids), generator=gen)]:
+        own = one_row[piece_of_row == piece]
+        own = own[torch.randperm(len(own), generator=gen)][: min(per_piece, batch - taken)]
+        chosen.append(own)
+        taken += len(own)
+        if taken >= batch:
+            break
+    return torch.cat(chosen)
 
 
 def sample_notes(bt: BankTensors, batch: int, gen: torch.Generator) -> torch.Tensor:

@@ -86,6 +86,7 @@ class StageConfig:
     crops: float = 0.0  # share of passage pairs cut as aligned sub-system crops (crops.py)
     domain: bool = False  # domain randomisation of fonts and piano sounds (batches.py)
     init: str = ""  # weights file the stage starts from instead of the previous stage's best.pt
+    per_piece: int = 1  # systems of one piece drawn together into a batch (hard negatives)
 
 
 def ranking_loss(a: torch.Tensor, b: torch.Tensor, margin: float) -> torch.Tensor:
@@ -175,7 +176,7 @@ def _step_loss(
             bt, rows[:, 2], rows[:, 3] - half, rows[:, 3] + half, gen, True, False, cfg.domain
         )
         return pair_loss(model.sheet_snippets(sw), model.audio_snippets(aw), cfg), len(rows)
-    picked = sample_passages(bt, cfg.batch, gen)
+    picked = sample_passages(bt, cfg.batch, gen, cfg.per_piece)
     rows = bt.passages[picked.to(bt.device)]
     if crops is None:
         x_range, f0, f1 = None, rows[:, 2], rows[:, 3]
