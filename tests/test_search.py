@@ -12,9 +12,19 @@ import pytest
 import torch
 
 from sheetaudio_gui.cli import main
-from sheetaudio_gui.config import AUDIO_SNIPPET_FRAMES, AUDIO_SNIPPET_HOP_FRAMES
+from sheetaudio_gui.config import (
+    AUDIO_SNIPPET_FRAMES,
+    AUDIO_SNIPPET_HOP_FRAMES,
+    QUERY_PASSAGE_HOP_SNIPPETS,
+    QUERY_PASSAGE_SNIPPETS,
+)
 from sheetaudio_gui.core.audio import file_spectrogram
-from sheetaudio_gui.core.encode import encode_audio, encode_page, passage_seconds
+from sheetaudio_gui.core.encode import (
+    encode_audio,
+    encode_page,
+    passage_seconds,
+    query_passage_plan,
+)
 from sheetaudio_gui.core.index import Library
 from sheetaudio_gui.core.jobs import run_to_end
 from sheetaudio_gui.core.models import PassageModel, load_model, save_model
@@ -127,6 +137,26 @@ def test_an_excerpt_of_an_indexed_recording_finds_it_with_the_excerpts_span(setu
     assert span.score == pytest.approx(1.0, abs=0.01)
 
 
+def test_an_audio_query_ranks_with_system_length_passages_or_as_a_whole_when_shorter(setup):
+    """Score rows are whole systems, so a query is compared in passages of about one system."""
+    _, model, _, tunes = setup
+    spec = file_spectrogram(tunes[2])
+    for n in (1, 4, QUERY_PASSAGE_SNIPPETS - 1, QUERY_PASSAGE_SNIPPETS, 20, 31):
+        length, starts = query_passage_plan(n)
+        frames = (n - 1) * AUDIO_SNIPPET_HOP_FRAMES + AUDIO_SNIPPET_FRAMES
+        encoding = encode_audio(  # what search_audio does with a query of n snippets
+            model,
+            spec[:, :frames],
+            lengths=(QUERY_PASSAGE_SNIPPETS,),
+            hops=(QUERY_PASSAGE_HOP_SNIPPETS,),
+        )
+        assert length == min(n, QUERY_PASSAGE_SNIPPETS)
+        assert starts[0] == 0 and starts[-1] == n - length  # the whole query is covered
+        assert np.all(np.diff(starts) <= QUERY_PASSAGE_HOP_SNIPPETS)
+        assert len(encoding.passages) == len(starts)
+        assert encoding.passage_spans[:, 0] == pytest.approx(starts * 0.9, abs=1e-4)
+
+
 def test_audio_query_returns_ranked_scores_with_boxes_on_their_pages(setup):
     folder, model, pdf, tunes = setup
     with Library(folder / "lib", model) as lib:
@@ -134,7 +164,7 @@ def test_audio_query_returns_ranked_scores_with_boxes_on_their_pages(setup):
         assert len(results.hits) == 1
         results = search_audio_file(lib, tunes[0], 3.0, 13.0)
         size = lib.page_size(pdf, 0)
-    assert results.query.shape[1] == 64 and len(results.query) >= 2
+    assert results.query.shape == (1, 64)  # 10 s = 11 snippets: one system-length passage
     assert np.allclose(np.linalg.norm(results.query, axis=1), 1.0, atol=1e-4)
     assert {h.document for h in results.hits} == {pdf, folder / "scan.png"}
     scores = [h.score for h in results.hits]

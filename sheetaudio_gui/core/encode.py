@@ -27,6 +27,8 @@ from sheetaudio_gui.config import (
     ENCODE_BATCH_PASSAGES,
     ENCODE_BATCH_WINDOWS,
     FRAMES_PER_SECOND,
+    QUERY_PASSAGE_HOP_SNIPPETS,
+    QUERY_PASSAGE_SNIPPETS,
     SHEET_SNIPPET_HOP_PX,
     SHEET_SNIPPET_WIDTH_PX,
     SPEC_BINS,
@@ -256,6 +258,18 @@ def passage_starts(n: int, length: int, hop: int) -> npt.NDArray[np.int64]:
     return starts
 
 
+def query_passage_plan(n: int) -> tuple[int, npt.NDArray[np.int64]]:
+    """How an audio query of `n` snippets is cut to rank scores: (passage length, starts).
+
+    Passages of about one system's length (config.QUERY_PASSAGE_SNIPPETS), or the whole query when
+    it is shorter; `search_audio` and the evaluation's piece identification both follow this.
+    """
+    if n < QUERY_PASSAGE_SNIPPETS:
+        return n, np.zeros(1 if n > 0 else 0, np.int64)
+    length, hop = QUERY_PASSAGE_SNIPPETS, QUERY_PASSAGE_HOP_SNIPPETS
+    return length, passage_starts(n, length, hop)
+
+
 def audio_passages(
     model: LoadedModel,
     snippets: Floats,
@@ -306,13 +320,14 @@ def audio_passages(
 def encode_audio(
     model: LoadedModel,
     spectrogram: Floats,
+    lengths: Sequence[int] = AUDIO_PASSAGE_SNIPPETS,
     hops: Sequence[int] = AUDIO_PASSAGE_HOP_SNIPPETS,
     whole: bool = False,
 ) -> AudioEncoding:
     """Embed a (92, frames) spectrogram: grid snippets and sliding passages of every length.
 
-    `hops` and `whole` are for queries (finer hops, plus the excerpt as one passage); the index
-    uses the defaults.
+    The index uses the defaults; a query passes its own `lengths` and `hops` (see
+    `query_passage_plan`), and `whole` adds the excerpt as one passage.
     """
     if spectrogram.ndim != 2 or spectrogram.shape[0] != SPEC_BINS:
         raise ValueError(f"expected a ({SPEC_BINS}, frames) spectrogram, got {spectrogram.shape}")
@@ -326,7 +341,5 @@ def encode_audio(
         )
     snippets = audio_snippets(model, spectrogram)
     starts = (np.arange(len(snippets)) * SNIPPET_HOP_S).astype(np.float32)
-    spans, passages = audio_passages(
-        model, snippets, duration_s, AUDIO_PASSAGE_SNIPPETS, hops, whole
-    )
+    spans, passages = audio_passages(model, snippets, duration_s, lengths, hops, whole)
     return AudioEncoding(starts, snippets, spans, passages)

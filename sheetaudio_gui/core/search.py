@@ -24,6 +24,7 @@ import torch
 
 from sheetaudio_gui.config import (
     QUERY_PASSAGE_HOP_SNIPPETS,
+    QUERY_PASSAGE_SNIPPETS,
     SEARCH_CHUNK_ROWS,
     SEARCH_REGIONS_PER_HIT,
     SEARCH_SIMILARITY_FLOATS,
@@ -158,8 +159,11 @@ def search_audio(library: Library, samples: Floats, top_k: int = 10) -> Results[
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim != 1 or len(samples) == 0:
         raise SheetAudioError("the audio query is empty; record or select a few seconds")
-    encoding = encode_audio(
-        library.model, log_spectrogram(samples), hops=QUERY_PASSAGE_HOP_SNIPPETS, whole=True
+    encoding = encode_audio(  # cut as core.encode.query_passage_plan: whole only when short
+        library.model,
+        log_spectrogram(samples),
+        lengths=(QUERY_PASSAGE_SNIPPETS,),
+        hops=(QUERY_PASSAGE_HOP_SNIPPETS,),
     )
     return search_with_audio_encoding(library, encoding, top_k)
 

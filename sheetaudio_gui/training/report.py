@@ -7,8 +7,9 @@ font); nothing is computed on training or validation pieces.
   the other modality (A2S, S2A: R@1, R@10, R@25, MRR, MR) for each model row and for the chroma
   oracle (score MIDI vs audio);
 - snippet retrieval: 2,000 notehead-centred sheet windows vs onset-centred audio windows (2018);
-- piece identification: a 10 s audio excerpt ranks all test pieces (sub-passages vote with their
-  best similarity per piece); one page ranks all test pieces against sliding audio passages;
+- piece identification: a 10 s audio excerpt ranks all test pieces, cut into query passages as
+  the library's audio search cuts it (core.encode.query_passage_plan); one page ranks all test
+  pieces against sliding audio passages;
 - robustness: the passage table again on degraded pages (scan, phone photo; systems found by the
   app's detector) and audio (tempo x0.7 and x1.3, room reverb and noise).
 """
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from sheetaudio_gui.config import AUDIO_SNIPPET_FRAMES, AUDIO_SNIPPET_HOP_FRAMES
+from sheetaudio_gui.core.encode import query_passage_plan
 from sheetaudio_gui.core.errors import SheetAudioError
 from sheetaudio_gui.core.jobs import Job, Progress
 from sheetaudio_gui.core.models import PassageModel
@@ -45,7 +47,6 @@ log = logging.getLogger(__name__)
 
 SNIPPET_PAIRS = 2000  # the 2018 protocol's snippet-level test size
 EXCERPT_SNIPPETS = 11  # 10 s of audio: 1 + (200 - 20) / 18 snippet windows
-EXCERPT_SUB_SNIPPETS = 5  # sub-passages of ~5 s vote inside an excerpt (about a system)
 EXCERPTS_PER_PERFORMANCE = 2
 PAGE_WINDOW_SNIPPETS = (5, 8, 12)  # sliding audio passages a page is matched against (~5-12 s)
 PAGE_WINDOW_HOP = 2  # snippets between sliding passage starts (~1.8 s)
@@ -193,20 +194,15 @@ def piece_identification(
     pieces = np.unique(system_piece)
     sheet = _system_passages(model, bt, row.summary)  # (n_systems, d)
     perf_snippets = [_performance_snippets(model, bt, p) for p in range(len(bt.perfs))]
-    # audio -> piece: each sub-passage of the excerpt adds its best similarity per piece
+    # audio -> piece: each query passage of the excerpt adds its best similarity per piece
     audio_ranks = []
     for p, snippets in enumerate(perf_snippets):
         n = snippets.shape[0]
         for _ in range(EXCERPTS_PER_PERFORMANCE):
             s0 = int(rng.integers(0, max(1, n - EXCERPT_SNIPPETS + 1)))
             excerpt = snippets[s0 : s0 + EXCERPT_SNIPPETS]
-            subs = list(range(0, max(1, len(excerpt) - EXCERPT_SUB_SNIPPETS + 1)))
-            emb = torch.cat(
-                [
-                    _runs(model, excerpt, subs, EXCERPT_SUB_SNIPPETS, row.summary),
-                    _runs(model, excerpt, [0], EXCERPT_SNIPPETS, row.summary),
-                ]
-            )
+            length, starts = query_passage_plan(len(excerpt))  # as the library's audio search
+            emb = _runs(model, excerpt, starts.tolist(), length, row.summary)
             sim = (emb @ sheet.T).numpy()  # (subs, n_systems)
             best = _best_per_piece(sim, system_piece, pieces)  # (subs, pieces)
             scores = {int(q): float(best[:, j].sum()) for j, q in enumerate(pieces)}
