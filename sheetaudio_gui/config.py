@@ -163,5 +163,10 @@ SEARCH_CHUNK_ROWS = 262_144  # rows per similarity matmul: 32 MiB of bfloat16, c
 SEARCH_SIMILARITY_FLOATS = 1 << 25  # float32 similarities held at once: 128 MiB
 SEARCH_REGIONS_PER_HIT = 5  # system boxes reported per score hit
 SEARCH_SPANS_PER_HIT = 5  # time spans reported per recording hit
+# A page query's systems are played in reading order, so the best recordings by independent
+# per-system matches are re-scored along the best path whose passage start times never decrease.
+# Chosen on the validation split (v4 model, 349 pages): the page finds its piece first 77.7 %
+# along the path vs 69.6 % with independent matches (top-5 95.4 vs 94.6 %).
+SEARCH_RERANK_DOCUMENTS = 50  # recordings re-scored in reading order (top-5 already ~95 %)
 SEARCH_CANDIDATES_PER_QUERY = 200  # best rows kept per query row before grouping by document
 SPAN_MERGE_GAP_S = 2.0  # hits on one recording closer than this are one span

@@ -30,6 +30,7 @@ from sheetaudio_gui.core.jobs import run_to_end
 from sheetaudio_gui.core.models import PassageModel, load_model, save_model
 from sheetaudio_gui.core.score import open_score
 from sheetaudio_gui.core.search import (
+    ordered_match,
     passage_map,
     rank_recordings,
     rank_scores,
@@ -231,3 +232,38 @@ def test_cli_query_prints_the_documented_json(setup, capsys):
     points = json.loads(capsys.readouterr().out)["points"]
     times = [p["time_s"] for p in points]
     assert times == sorted(times) and {p["page"] for p in points} == {0, 1}
+
+
+def test_ordered_match_follows_reading_order_and_equals_exhaustive_search():
+    """A page's systems are played in order: a better but out-of-order match must not win."""
+    sims = np.array(
+        [
+            [0.9, 0.1, 0.1, 0.95],  # system 0 fits passage 0 (and, out of order, passage 3)
+            [0.1, 0.8, 0.1, 0.1],
+            [0.1, 0.1, 0.7, 0.1],
+        ]
+    )
+    positions = np.array([0.0, 5.0, 10.0, 15.0])
+    score, path = ordered_match(sims, positions)
+    assert path == [0, 1, 2] and score == pytest.approx((0.9 + 0.8 + 0.7) / 3)
+    score, path = ordered_match(sims[:, ::-1], positions[::-1])  # candidate order is irrelevant
+    assert [3 - c for c in path] == [0, 1, 2]
+
+    import itertools
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        k, m = int(rng.integers(1, 4)), int(rng.integers(1, 7))
+        sims = rng.normal(size=(k, m))
+        positions = rng.integers(0, 4, size=m).astype(float)  # ties allowed
+        score, path = ordered_match(sims, positions)
+        best = max(
+            sum(sims[i, c] for i, c in enumerate(p)) / k
+            for p in itertools.product(range(m), repeat=k)
+            if all(positions[a] <= positions[b] for a, b in itertools.pairwise(p))
+        )
+        assert score == pytest.approx(best)
+        assert sum(sims[i, c] for i, c in enumerate(path)) / k == pytest.approx(score)
+        assert all(positions[a] <= positions[b] for a, b in itertools.pairwise(path))
+    with pytest.raises(ValueError):
+        ordered_match(np.zeros((0, 3)), np.zeros(3))

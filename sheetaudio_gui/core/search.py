@@ -8,6 +8,9 @@ by brute force (cosine similarity = dot product of unit vectors, bfloat16 matmul
 Ranking: a document's score is the mean over query rows of that row's best similarity within the
 document (piece identification: every part of the query should find itself somewhere in the
 piece); within a document, the regions (systems) or spans are ranked by their own similarity.
+A query of several systems (a page) is played in reading order: the best recordings are re-scored
+along the best path through their passages whose start times never decrease, and that path is
+the first span returned.
 Scores stay cosine similarities in [-1, 1], so they compare across queries.
 """
 
@@ -27,6 +30,7 @@ from sheetaudio_gui.config import (
     QUERY_PASSAGE_SNIPPETS,
     SEARCH_CHUNK_ROWS,
     SEARCH_REGIONS_PER_HIT,
+    SEARCH_RERANK_DOCUMENTS,
     SEARCH_SIMILARITY_FLOATS,
     SEARCH_SPANS_PER_HIT,
     SPAN_MERGE_GAP_S,
@@ -308,9 +312,16 @@ def search_score(
 
 
 def rank_recordings(library: Library, queries: Floats, top_k: int = 10) -> list[AudioHit]:
-    """Recordings for (k, 64) query passages (systems in reading order), each with time spans."""
+    """Recordings for (k, 64) query passages (systems in reading order), each with time spans.
+
+    One system: recordings by its best passage. Several: the best SEARCH_RERANK_DOCUMENTS by
+    independent matches are re-scored in reading order (`ordered_match`), whose path is the
+    first span.
+    """
     rows = library.audio_rows()
-    ranked = _rank_documents(library, rows.passages, rows.ranges, queries, top_k)
+    ordered = len(queries) > 1
+    candidates = max(top_k, SEARCH_RERANK_DOCUMENTS) if ordered else top_k
+    ranked = _rank_documents(library, rows.passages, rows.ranges, queries, candidates)
     if ranked is None:
         return []
     ids, order, doc_scores, paths = ranked
@@ -321,8 +332,48 @@ def rank_recordings(library: Library, queries: Floats, top_k: int = 10) -> list[
         mine = np.arange(start, start + count, dtype=np.int64)
         sims = _rows_similarity(rows.passages, start, count, queries)  # (k, rows of this recording)
         spans = np.asarray(rows.spans[mine], dtype=np.float64)
-        hits.append(AudioHit(paths[doc_id], float(doc_scores[d]), _spans(sims, spans)))
-    return hits
+        found = _spans(sims, spans)
+        score = float(doc_scores[d])
+        if ordered:
+            score, path = ordered_match(sims, spans[:, 0])
+            first = TimeSpan(float(spans[path, 0].min()), float(spans[path, 1].max()), score)
+            others = [s for s in found if s.end_s <= first.start_s or s.start_s >= first.end_s]
+            found = [first, *others][:SEARCH_SPANS_PER_HIT]
+        hits.append(AudioHit(paths[doc_id], score, found))
+    hits.sort(key=lambda h: -h.score)  # stable: ties keep the independent order
+    return hits[:top_k]
+
+
+def ordered_match(sims: Floats, positions: npt.NDArray[np.float64]) -> tuple[float, list[int]]:
+    """Best assignment of query rows, in order, to candidates whose positions never decrease.
+
+    sims (k, m): similarity of each query row to each candidate; positions (m,): where each
+    candidate lies (a passage's start time). Returns the mean similarity along the best path and
+    the candidate chosen for each row. Dynamic programming over the candidates sorted by position:
+    O(k m). Several rows may share a candidate (a short passage can hold two short systems).
+    """
+    k, m = sims.shape
+    if k == 0 or m == 0:
+        raise ValueError("ordered_match needs at least one query row and one candidate")
+    order = np.argsort(positions, kind="stable")
+    s = np.asarray(sims, dtype=np.float64)[:, order]
+    sorted_positions = np.asarray(positions)[order]
+    last_tie = np.searchsorted(sorted_positions, sorted_positions, side="right") - 1
+    index = np.arange(m)
+    back = np.zeros((k, m), np.int64)
+    total = s[0].copy()
+    for i in range(1, k):
+        prefix = np.maximum.accumulate(total)  # best path ending at or before each candidate
+        arg = np.maximum.accumulate(np.where(total >= prefix, index, 0))
+        back[i] = arg[last_tie]  # candidates at the same position count as "before"
+        total = s[i] + prefix[last_tie]
+    j = int(np.argmax(total))
+    path = [j]
+    for i in range(k - 1, 0, -1):
+        j = int(back[i, j])
+        path.append(j)
+    chosen = [int(order[c]) for c in reversed(path)]
+    return float(total.max() / k), chosen
 
 
 def _spans(sims: Floats, spans: npt.NDArray[np.float64]) -> list[TimeSpan]:

@@ -27,11 +27,16 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 
-from sheetaudio_gui.config import AUDIO_SNIPPET_FRAMES, AUDIO_SNIPPET_HOP_FRAMES
+from sheetaudio_gui.config import (
+    AUDIO_SNIPPET_FRAMES,
+    AUDIO_SNIPPET_HOP_FRAMES,
+    SEARCH_RERANK_DOCUMENTS,
+)
 from sheetaudio_gui.core.encode import query_passage_plan
 from sheetaudio_gui.core.errors import SheetAudioError
 from sheetaudio_gui.core.jobs import Job, Progress
 from sheetaudio_gui.core.models import PassageModel
+from sheetaudio_gui.core.search import ordered_match
 from sheetaudio_gui.training import augment, chroma
 from sheetaudio_gui.training.bank import Variant, ensure_bank, manifest_hash
 from sheetaudio_gui.training.batches import BankTensors, pad_sequences, sheet_windows
@@ -208,7 +213,9 @@ def piece_identification(
             scores = {int(q): float(best[:, j].sum()) for j, q in enumerate(pieces)}
             audio_ranks.append(_rank_of(scores, int(bt.perfs[p, 2])))
     # page -> piece: each system of the page takes its best sliding audio passage per piece
-    windows, window_piece = [], []
+    # (the library's rank_recordings: independent matches, then the best re-scored in reading
+    # order along passages whose start never decreases; a piece scores as its best performance)
+    windows, window_piece, window_perf, window_start = [], [], [], []
     for p, snippets in enumerate(perf_snippets):
         starts = list(
             range(0, max(1, snippets.shape[0] - min(PAGE_WINDOW_SNIPPETS) + 1), PAGE_WINDOW_HOP)
@@ -217,14 +224,28 @@ def piece_identification(
             emb = _runs(model, snippets, starts, length, row.summary)
             windows.append(emb)
             window_piece += [int(bt.perfs[p, 2])] * len(emb)
+            window_perf += [p] * len(emb)
+            window_start += starts
     audio = torch.cat(windows)
     wp = np.asarray(window_piece)
+    perf_of = np.asarray(window_perf)
+    start_of = np.asarray(window_start, dtype=np.float64)
+    perf_piece = bt.perfs[:, 2].numpy()
     page_ranks = []
     for piece_no, groups in _pages_of(system_piece.tolist(), system_pages).items():
         for systems in groups:
             sim = (sheet[systems] @ audio.T).numpy()
-            best = _best_per_piece(sim, wp, pieces)
-            scores = {int(q): float(best[:, j].mean()) for j, q in enumerate(pieces)}
+            independent = _best_per_piece(sim, wp, pieces).mean(axis=0)
+            scores = {int(q): float(v) for q, v in zip(pieces, independent, strict=True)}
+            rerank = pieces[np.argsort(-independent, kind="stable")[:SEARCH_RERANK_DOCUMENTS]]
+            if len(systems) > 1 and piece_no in rerank:  # else its independent rank is > 50
+                scores = {
+                    int(q): max(
+                        ordered_match(sim[:, perf_of == p], start_of[perf_of == p])[0]
+                        for p in np.flatnonzero(perf_piece == q)
+                    )
+                    for q in rerank
+                }
             page_ranks.append(_rank_of(scores, piece_no))
     return {
         "pieces": len(pieces),
