@@ -10,7 +10,8 @@ document (piece identification: every part of the query should find itself somew
 piece); within a document, the regions (systems) or spans are ranked by their own similarity.
 A query of several systems (a page) is played in reading order: the best recordings are re-scored
 along the best path through their passages whose start times never decrease, and that path is
-the first span returned.
+the first span returned. Likewise an audio query of several passages re-scores the best scores
+along systems in reading order.
 Scores stay cosine similarities in [-1, 1], so they compare across queries.
 """
 
@@ -34,6 +35,7 @@ from sheetaudio_gui.config import (
     SEARCH_SIMILARITY_FLOATS,
     SEARCH_SPANS_PER_HIT,
     SPAN_MERGE_GAP_S,
+    SYSTEMS_PER_PAGE_MAX,
 )
 from sheetaudio_gui.core.align import match_x_range
 from sheetaudio_gui.core.encode import (
@@ -220,9 +222,15 @@ def _rank_documents(
 
 
 def rank_scores(library: Library, queries: Floats, top_k: int = 10) -> list[ScoreHit]:
-    """Score documents for (k, 64) query passages, each with its best systems."""
+    """Score documents for (k, 64) query passages (in time order), each with its best systems.
+
+    Several query passages (an excerpt longer than a system): the best SEARCH_RERANK_DOCUMENTS by
+    independent matches are re-scored along systems in reading order (`ordered_match`).
+    """
     rows = library.score_rows()
-    ranked = _rank_documents(library, rows.passages, rows.ranges, queries, top_k)
+    ordered = len(queries) > 1
+    candidates = max(top_k, SEARCH_RERANK_DOCUMENTS) if ordered else top_k
+    ranked = _rank_documents(library, rows.passages, rows.ranges, queries, candidates)
     if ranked is None:
         return []
     ids, order, doc_scores, paths = ranked
@@ -231,7 +239,12 @@ def rank_scores(library: Library, queries: Floats, top_k: int = 10) -> list[Scor
         doc_id = int(ids[d])
         start, count = rows.ranges[doc_id]
         mine = np.arange(start, start + count, dtype=np.int64)
-        sims = _rows_similarity(rows.passages, start, count, queries).max(axis=0)
+        all_sims = _rows_similarity(rows.passages, start, count, queries)
+        score = float(doc_scores[d])
+        if ordered:  # reading order: page, then system top to bottom
+            reading = rows.page[mine].astype(np.float64) * SYSTEMS_PER_PAGE_MAX + rows.system[mine]
+            score = ordered_match(all_sims, reading)[0]
+        sims = all_sims.max(axis=0)
         top = np.argsort(-sims, kind="stable")[:SEARCH_REGIONS_PER_HIT]
         regions = [
             ScoreRegion(
@@ -243,8 +256,9 @@ def rank_scores(library: Library, queries: Floats, top_k: int = 10) -> list[Scor
             )
             for t in top
         ]
-        hits.append(ScoreHit(paths[doc_id], float(doc_scores[d]), regions))
-    return hits
+        hits.append(ScoreHit(paths[doc_id], score, regions))
+    hits.sort(key=lambda h: -h.score)  # stable: ties keep the independent order
+    return hits[:top_k]
 
 
 def _with_x_range(
