@@ -166,6 +166,11 @@ def test_audio_query_returns_ranked_scores_with_boxes_on_their_pages(setup):
         results = search_audio_file(lib, tunes[0], 3.0, 13.0)
         size = lib.page_size(pdf, 0)
     assert results.query.shape == (1, 64)  # 10 s = 11 snippets: one system-length passage
+    with Library(folder / "lib", model) as lib:  # 20 s: several passages, in reading order
+        longer = search_audio_file(lib, tunes[0], 2.0, 22.0)
+    assert len(longer.query) > 1
+    assert [h.score for h in longer.hits] == sorted((h.score for h in longer.hits), reverse=True)
+    assert all(-1 <= h.score <= 1 and h.regions for h in longer.hits)
     assert np.allclose(np.linalg.norm(results.query, axis=1), 1.0, atol=1e-4)
     assert {h.document for h in results.hits} == {pdf, folder / "scan.png"}
     scores = [h.score for h in results.hits]
