@@ -96,6 +96,14 @@ def test_rows_of_an_earlier_report_on_the_same_material_come_first_and_marked() 
     assert "| snippet baseline [earlier report] | 12.5 |" in markdown_report(merged)
 
 
+def test_piece_identification_rows_are_carried_only_when_measured_the_same_way() -> None:
+    earlier = {**REPORT, "rows": {"GRU, fine-tuned": "gru"}}  # no method key: method 1
+    now = {**REPORT, "rows": {}, "piece_identification": {}, "piece_identification_method": 2}
+    assert carry_rows(now, earlier)["piece_identification"] == {}
+    same = carry_rows({**now, "piece_identification_method": 1}, earlier)
+    assert list(same["piece_identification"]) == ["GRU, fine-tuned" + CARRIED_SUFFIX]
+
+
 def test_rows_are_not_carried_from_other_test_material() -> None:
     other = {**REPORT, "counts": {"pieces": 218}, "rows": {}}
     with pytest.raises(SheetAudioError, match="other test material"):

@@ -54,6 +54,10 @@ SNIPPET_PAIRS = 2000  # the 2018 protocol's snippet-level test size
 EXCERPT_SNIPPETS = 11  # 10 s of audio: 1 + (200 - 20) / 18 snippet windows
 EXCERPTS_PER_PERFORMANCE = 2
 PAGE_WINDOW_SNIPPETS = (5, 8, 12)  # sliding audio passages a page is matched against (~5-12 s)
+# Version of the piece-identification procedure: rows of earlier reports are carried only when it
+# matches. 2: excerpts cut as the library's audio search cuts them, pages re-scored in reading
+# order (1: 5-snippet sub-passages voted with the whole excerpt; pages by independent matches).
+PIECE_ID_METHOD = 2
 PAGE_WINDOW_HOP = 2  # snippets between sliding passage starts (~1.8 s)
 EMBED_CHUNK = 512  # snippet windows per forward pass
 
@@ -340,6 +344,7 @@ def evaluation_report(
         "corpus_manifest_hash": manifest_hash(Path(corpus)),
         "counts": bank.meta["counts"],
         "passage_pairs": int(len(evaluation_rows(bt))),
+        "piece_identification_method": PIECE_ID_METHOD,
     }
     yield Progress(1, steps, "passage retrieval")
     report["passages"] = passage_table(rows, bt)
@@ -379,7 +384,8 @@ def carry_rows(report: dict[str, Any], previous: dict[str, Any]) -> dict[str, An
     material (pieces, systems, performances, passages, noteheads, audio seconds) are the same, and
     are marked as such. (Counts, not the manifest hash: reports made before the hash left out the
     build's timings carry a hash of those too.) Rows named like a new one and the (recomputed)
-    chroma oracle are not carried.
+    chroma oracle are not carried, nor piece-identification rows measured by another procedure
+    (PIECE_ID_METHOD; reports without the key used method 1).
     """
     for key in ("split", "passage_pairs", "counts"):
         if previous.get(key) != report.get(key):
@@ -396,8 +402,11 @@ def carry_rows(report: dict[str, Any], previous: dict[str, Any]) -> dict[str, An
     out = dict(report)
     out["passages"] = merged(previous["passages"], report["passages"])
     out["snippets"] = merged(previous["snippets"], report["snippets"])
+    same_method = previous.get("piece_identification_method", 1) == report.get(
+        "piece_identification_method", 1
+    )
     out["piece_identification"] = merged(
-        previous["piece_identification"], report["piece_identification"]
+        previous["piece_identification"] if same_method else {}, report["piece_identification"]
     )
     out["robustness"] = {
         variant: merged(previous.get("robustness", {}).get(variant, {}), table)
