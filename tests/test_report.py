@@ -94,6 +94,9 @@ def test_rows_of_an_earlier_report_on_the_same_material_come_first_and_marked() 
         "systems_missed_by_detector",
     ]
     assert "| snippet baseline [earlier report] | 12.5 |" in markdown_report(merged)
+    again = carry_rows({**now, "rows": {"GRU, v5": "gru"}}, merged)  # carried twice: marked once
+    assert "snippet baseline" + CARRIED_SUFFIX in again["rows"]
+    assert "GRU, continued" + CARRIED_SUFFIX in again["rows"]
 
 
 def test_piece_identification_rows_are_carried_only_when_measured_the_same_way() -> None:

@@ -395,8 +395,11 @@ def carry_rows(report: dict[str, Any], previous: dict[str, Any]) -> dict[str, An
             )
     names = [n for n in previous.get("rows", {}) if n not in report["rows"]]
 
+    def mark(name: str) -> str:  # rows carried twice are marked once
+        return name if name.endswith(CARRIED_SUFFIX) else name + CARRIED_SUFFIX
+
     def merged(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-        first = {n + CARRIED_SUFFIX: old[n] for n in names if n in old}
+        first = {mark(n): old[n] for n in names if n in old}
         return {**first, **new}
 
     out = dict(report)
@@ -412,7 +415,7 @@ def carry_rows(report: dict[str, Any], previous: dict[str, Any]) -> dict[str, An
         variant: merged(previous.get("robustness", {}).get(variant, {}), table)
         for variant, table in report["robustness"].items()
     }
-    out["rows"] = {**{n + CARRIED_SUFFIX: previous["rows"][n] for n in names}, **report["rows"]}
+    out["rows"] = {**{mark(n): previous["rows"][n] for n in names}, **report["rows"]}
     return out
 
 
