@@ -2,8 +2,9 @@
 
 A query becomes one or more 64-d passage embeddings (an audio excerpt: passages of about one
 system's length every 1.8 s, or the excerpt as a whole when shorter; a page: one per system; a
-rectangle: the systems it touches, cut to its x-range). Every query row is compared with every passage of the other modality
-by brute force (cosine similarity = dot product of unit vectors, bfloat16 matmul in chunks).
+rectangle: the systems it touches, cut to its x-range). Every query row is compared with every
+passage of the other modality by brute force (cosine similarity = dot product of unit vectors,
+bfloat16 matmul in chunks).
 
 Ranking: a document's score is the mean over query rows of that row's best similarity within the
 document (piece identification: every part of the query should find itself somewhere in the
