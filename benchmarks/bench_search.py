@@ -28,7 +28,12 @@ import numpy as np
 import torch
 
 from sheetaudio_gui.config import AUDIO_PASSAGE_HOP_SNIPPETS, AUDIO_PASSAGE_SNIPPETS
-from sheetaudio_gui.core.encode import SNIPPET_HOP_S, AudioEncoding, SystemEncoding
+from sheetaudio_gui.core.encode import (
+    SNIPPET_HOP_S,
+    AudioEncoding,
+    SystemEncoding,
+    query_passage_plan,
+)
 from sheetaudio_gui.core.index import Library
 from sheetaudio_gui.core.models import LoadedModel, PassageModel
 
@@ -100,11 +105,13 @@ def measure(folder: Path) -> dict[str, float]:
     start = time.perf_counter()
     lib = Library(folder, fake_model())
     out["open_s"] = time.perf_counter() - start
+    rows_10s = len(query_passage_plan(11)[1])  # 10 s = 11 snippets, cut as search_audio cuts
+    rows_30s = len(query_passage_plan(33)[1])
     queries = {
         "score->audio, page (5 systems)": (rank_recordings, unit(rng, SYSTEMS_PER_PAGE, 64)),
         "score->audio, system": (rank_recordings, unit(rng, 1, 64)),
-        "audio->score, 10 s excerpt (8 rows)": (rank_scores, unit(rng, 8, 64)),
-        "audio->score, 30 s excerpt (36 rows)": (rank_scores, unit(rng, 36, 64)),
+        f"audio->score, 10 s excerpt ({rows_10s} rows)": (rank_scores, unit(rng, rows_10s, 64)),
+        f"audio->score, 30 s excerpt ({rows_30s} rows)": (rank_scores, unit(rng, rows_30s, 64)),
     }
     for label, (fn, q) in queries.items():
         start = time.perf_counter()

@@ -340,23 +340,27 @@ def rank_recordings(library: Library, queries: Floats, top_k: int = 10) -> list[
     if ranked is None:
         return []
     ids, order, doc_scores, paths = ranked
-    hits = []
+    scored = []  # (score, document id, sims, spans, reading-order path or None)
     for d in order:
         doc_id = int(ids[d])
         start, count = rows.ranges[doc_id]
         mine = np.arange(start, start + count, dtype=np.int64)
         sims = _rows_similarity(rows.passages, start, count, queries)  # (k, rows of this recording)
         spans = np.asarray(rows.spans[mine], dtype=np.float64)
-        found = _spans(sims, spans)
-        score = float(doc_scores[d])
+        score, path = float(doc_scores[d]), None
         if ordered:
             score, path = ordered_match(sims, spans[:, 0])
+        scored.append((score, doc_id, sims, spans, path))
+    scored.sort(key=lambda item: -item[0])  # stable: ties keep the independent order
+    hits = []
+    for score, doc_id, sims, spans, path in scored[:top_k]:  # spans only for what is returned
+        found = _spans(sims, spans)
+        if path is not None:
             first = TimeSpan(float(spans[path, 0].min()), float(spans[path, 1].max()), score)
             others = [s for s in found if s.end_s <= first.start_s or s.start_s >= first.end_s]
             found = [first, *others][:SEARCH_SPANS_PER_HIT]
         hits.append(AudioHit(paths[doc_id], score, found))
-    hits.sort(key=lambda h: -h.score)  # stable: ties keep the independent order
-    return hits[:top_k]
+    return hits
 
 
 def ordered_match(sims: Floats, positions: npt.NDArray[np.float64]) -> tuple[float, list[int]]:
