@@ -5,6 +5,7 @@ in-memory fake of tests/gui_fakes.py with the same signatures)."""
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import os
 import shutil
@@ -23,6 +24,7 @@ from sheetaudio_gui.config import SAMPLE_RATE_HZ  # noqa: E402
 from sheetaudio_gui.gui.app import build_window, make_settings  # noqa: E402
 from sheetaudio_gui.gui.player import Player  # noqa: E402
 from sheetaudio_gui.gui.services import real_services  # noqa: E402
+from sheetaudio_gui.gui.workers import JobHandle  # noqa: E402
 
 JOB_TIMEOUT_MS = 60_000
 
@@ -102,6 +104,9 @@ def streams() -> StreamMaker:
 
 @pytest.fixture
 def window(qtbot, tmp_path, model_file, services, streams):
+    # Collect the previous tests' windows and jobs now, while no worker thread runs: a collection
+    # that starts while a worker builds torch modules crashed once (SIGSEGV inside the GC).
+    gc.collect()
     win = build_window(
         library_dir=tmp_path / "library",
         model_path=model_file,
@@ -115,6 +120,8 @@ def window(qtbot, tmp_path, model_file, services, streams):
     qtbot.waitUntil(lambda: win.session.model is not None, timeout=JOB_TIMEOUT_MS)
     yield win
     win.close()
+    JobHandle.discard_all()  # every worker thread has ended before the next collection
+    gc.collect()
 
 
 def index(qtbot, win, paths) -> object:
