@@ -276,14 +276,12 @@ def audio_passages(
     duration_s: float,
     lengths: Sequence[int] = AUDIO_PASSAGE_SNIPPETS,
     hops: Sequence[int] = AUDIO_PASSAGE_HOP_SNIPPETS,
-    whole: bool = False,
 ) -> tuple[Floats, Floats]:
     """Sliding passages over grid snippets: (n, 32) -> spans (m, 2) s and embeddings (m, 64).
 
     For every passage length (snippets) the windows of that length are gathered with one strided
     view and summarised by the GRU in batches; all have the same length, so no padding is wasted.
-    `whole` adds one passage over all snippets (a query excerpt as a whole), and a recording
-    shorter than every length still gets that one passage.
+    A recording (or query) shorter than every length gets one passage over all its snippets.
     """
     n = len(snippets)
     seq = torch.from_numpy(np.ascontiguousarray(snippets))
@@ -310,7 +308,7 @@ def audio_passages(
         if len(starts):
             longest_used = max(longest_used, length)
         run(length, starts)
-    if n > 0 and (whole or longest_used == 0) and n not in lengths:
+    if n > 0 and longest_used == 0:
         run(n, np.zeros(1, np.int64))
     if not embeddings:
         return np.zeros((0, 2), np.float32), np.zeros((0, model.model.dims.passage_dim), np.float32)
@@ -322,12 +320,11 @@ def encode_audio(
     spectrogram: Floats,
     lengths: Sequence[int] = AUDIO_PASSAGE_SNIPPETS,
     hops: Sequence[int] = AUDIO_PASSAGE_HOP_SNIPPETS,
-    whole: bool = False,
 ) -> AudioEncoding:
     """Embed a (92, frames) spectrogram: grid snippets and sliding passages of every length.
 
     The index uses the defaults; a query passes its own `lengths` and `hops` (see
-    `query_passage_plan`), and `whole` adds the excerpt as one passage.
+    `query_passage_plan`).
     """
     if spectrogram.ndim != 2 or spectrogram.shape[0] != SPEC_BINS:
         raise ValueError(f"expected a ({SPEC_BINS}, frames) spectrogram, got {spectrogram.shape}")
@@ -341,5 +338,5 @@ def encode_audio(
         )
     snippets = audio_snippets(model, spectrogram)
     starts = (np.arange(len(snippets)) * SNIPPET_HOP_S).astype(np.float32)
-    spans, passages = audio_passages(model, snippets, duration_s, lengths, hops, whole)
+    spans, passages = audio_passages(model, snippets, duration_s, lengths, hops)
     return AudioEncoding(starts, snippets, spans, passages)
