@@ -235,31 +235,34 @@ def rank_scores(library: Library, queries: Floats, top_k: int = 10) -> list[Scor
     if ranked is None:
         return []
     ids, order, doc_scores, paths = ranked
-    hits = []
+    scored = []  # (score, document id, its rows, similarities to them)
     for d in order:
         doc_id = int(ids[d])
         start, count = rows.ranges[doc_id]
         mine = np.arange(start, start + count, dtype=np.int64)
-        all_sims = _rows_similarity(rows.passages, start, count, queries)
+        sims = _rows_similarity(rows.passages, start, count, queries)
         score = float(doc_scores[d])
         if ordered:  # reading order: page, then system top to bottom
             reading = rows.page[mine].astype(np.float64) * SYSTEMS_PER_PAGE_MAX + rows.system[mine]
-            score = ordered_match(all_sims, reading)[0]
-        sims = all_sims.max(axis=0)
-        top = np.argsort(-sims, kind="stable")[:SEARCH_REGIONS_PER_HIT]
+            score = ordered_match(sims, reading)[0]
+        scored.append((score, doc_id, mine, sims))
+    scored.sort(key=lambda item: -item[0])  # stable: ties keep the independent order
+    hits = []
+    for score, doc_id, mine, sims in scored[:top_k]:  # regions only for what is returned
+        best = sims.max(axis=0)
+        top = np.argsort(-best, kind="stable")[:SEARCH_REGIONS_PER_HIT]
         regions = [
             ScoreRegion(
                 page=int(rows.page[mine[t]]),
                 system=int(rows.system[mine[t]]),
                 box=_box(rows.box[mine[t]]),
-                score=float(sims[t]),
+                score=float(best[t]),
                 x_range=None,
             )
             for t in top
         ]
         hits.append(ScoreHit(paths[doc_id], score, regions))
-    hits.sort(key=lambda h: -h.score)  # stable: ties keep the independent order
-    return hits[:top_k]
+    return hits
 
 
 def _with_x_range(
