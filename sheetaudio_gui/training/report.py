@@ -219,8 +219,10 @@ def piece_identification(
     # page -> piece: each system of the page takes its best sliding audio passage per piece
     # (the library's rank_recordings: independent matches, then the best re-scored in reading
     # order along passages whose start never decreases; a piece scores as its best performance)
-    windows, window_piece, window_perf, window_start = [], [], [], []
+    windows, window_piece, window_start = [], [], []
+    perf_columns = []  # each performance's windows are one contiguous block of columns
     for p, snippets in enumerate(perf_snippets):
+        first = len(window_piece)
         starts = list(
             range(0, max(1, snippets.shape[0] - min(PAGE_WINDOW_SNIPPETS) + 1), PAGE_WINDOW_HOP)
         )
@@ -228,11 +230,10 @@ def piece_identification(
             emb = _runs(model, snippets, starts, length, row.summary)
             windows.append(emb)
             window_piece += [int(bt.perfs[p, 2])] * len(emb)
-            window_perf += [p] * len(emb)
             window_start += starts
+        perf_columns.append(slice(first, len(window_piece)))
     audio = torch.cat(windows)
     wp = np.asarray(window_piece)
-    perf_of = np.asarray(window_perf)
     start_of = np.asarray(window_start, dtype=np.float64)
     perf_piece = bt.perfs[:, 2].numpy()
     page_ranks = []
@@ -245,7 +246,7 @@ def piece_identification(
             if len(systems) > 1 and piece_no in rerank:  # else its independent rank is > 50
                 scores = {
                     int(q): max(
-                        ordered_match(sim[:, perf_of == p], start_of[perf_of == p])[0]
+                        ordered_match(sim[:, perf_columns[p]], start_of[perf_columns[p]])[0]
                         for p in np.flatnonzero(perf_piece == q)
                     )
                     for q in rerank
