@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
 
+from sheetaudio_gui.config import SPEC_BINS, ModelDims
 from sheetaudio_gui.core.errors import SheetAudioError
+from sheetaudio_gui.core.models import PassageModel
+from sheetaudio_gui.training.bank import BANK_STRIP_HEIGHT
+from sheetaudio_gui.training.batches import BankTensors
 from sheetaudio_gui.training.report import (
     CARRIED_SUFFIX,
+    EXCERPTS_PER_PERFORMANCE,
+    ModelRow,
+    _rank_of,
     carry_rows,
     format_report,
     markdown_report,
+    piece_identification,
 )
 
 
@@ -125,3 +135,126 @@ def test_best_similarity_per_piece_is_the_maximum_over_that_pieces_columns() -> 
     got = _best_per_piece(sim, owner, pieces)
     for j, q in enumerate(pieces):
         assert np.array_equal(got[:, j], sim[:, owner == q].max(axis=1))
+
+
+# --- piece identification on a bank whose every window says which piece it belongs to ----------
+
+PIECES = 6
+INK_STEP = 30  # piece k's strips are grey 255 - INK_STEP * (k + 1): ink INK_STEP * (k + 1) / 255
+SYSTEM_WIDTH = 200  # strip px: 3 sheet windows per system
+
+
+def system_pages_of(piece: int) -> list[int]:
+    """Even pieces: 3 systems on 2 pages (one page of a single system); odd: 2 on one page."""
+    return [0, 0, 1] if piece % 2 == 0 else [0, 0]
+
+
+def coded_bank() -> tuple[BankTensors, list[int]]:
+    """Pieces of 2-3 systems and 1-2 performances of 11-21 snippets; piece k's ink is
+    `INK_STEP * (k + 1) / 255` and its spectrogram frames `k + 1`. Second performances come last,
+    so performances are not in piece order. -> bank, page of each system.
+    """
+    pages = [page for k in range(PIECES) for page in system_pages_of(k)]
+    system_piece = [k for k in range(PIECES) for _ in system_pages_of(k)]
+    strips = np.concatenate(
+        [
+            np.full((BANK_STRIP_HEIGHT, SYSTEM_WIDTH), 255 - INK_STEP * (k + 1))
+            for k in system_piece
+        ],
+        axis=1,
+    ).astype(np.uint8)
+    systems = [[SYSTEM_WIDTH * g, SYSTEM_WIDTH, k] for g, k in enumerate(system_piece)]
+    perf_piece = list(range(PIECES)) + [k for k in range(PIECES) if k % 3 == 0]
+    frames = [200 + 36 * k + 18 * (p >= PIECES) for p, k in enumerate(perf_piece)]
+    specs = np.concatenate(
+        [np.full((SPEC_BINS, f), k + 1) for k, f in zip(perf_piece, frames, strict=True)], axis=1
+    ).astype(np.float16)
+    offsets = np.concatenate([[0], np.cumsum(frames)[:-1]])
+    perfs = np.stack([offsets, frames, perf_piece], axis=1)
+    none = torch.zeros((0, 4), dtype=torch.int64)  # passages and notes: not used here
+    bt = BankTensors(
+        torch.from_numpy(strips),
+        torch.tensor(systems),
+        torch.from_numpy(specs),
+        torch.from_numpy(perfs.astype(np.int64)),
+        none,
+        none,
+    )
+    return bt, pages
+
+
+class CodedModel(PassageModel):
+    """Snippet encoders that read the piece off a window's brightest value and embed piece k as
+    row k of `sheet_rows` / `audio_rows`; with the "mean" summary nothing else is used."""
+
+    def __init__(self, sheet_rows: torch.Tensor, audio_rows: torch.Tensor) -> None:
+        d = sheet_rows.shape[1]
+        super().__init__(
+            ModelDims(cnn_channels=(4, 4, 8, 8), snippet_dim=d, gru_hidden=4, passage_dim=d)
+        )
+        self.sheet_rows, self.audio_rows = sheet_rows, audio_rows
+
+    def sheet_snippets(self, x: torch.Tensor) -> torch.Tensor:
+        piece = (x.amax(dim=(1, 2, 3)) * 255 / INK_STEP).round().long() - 1
+        return self.sheet_rows[piece]
+
+    def audio_snippets(self, x: torch.Tensor) -> torch.Tensor:
+        return self.audio_rows[x.amax(dim=(1, 2, 3)).round().long() - 1]
+
+
+def coded_row(audio_rows: torch.Tensor, sheet_rows: torch.Tensor | None = None) -> ModelRow:
+    sheet = torch.eye(PIECES) if sheet_rows is None else sheet_rows
+    return ModelRow("coded", CodedModel(sheet, audio_rows), summary="mean")
+
+
+def confused(pieces: int) -> torch.Tensor:
+    """Row k: mostly piece k + 1, a little piece k (so the true piece always ranks second)."""
+    eye = torch.eye(pieces)
+    return eye.roll(1, dims=1) + 0.5 * eye
+
+
+def test_a_model_that_knows_every_piece_identifies_every_excerpt_and_every_page() -> None:
+    bt, pages = coded_bank()
+    result = piece_identification(coded_row(torch.eye(PIECES)), bt, pages)
+    assert result["pieces"] == PIECES
+    assert result["audio_10s"] == {
+        "n": EXCERPTS_PER_PERFORMANCE * len(bt.perfs),
+        "top1": 100.0,
+        "top5": 100.0,
+    }
+    assert result["page"] == {"n": 9, "top1": 100.0, "top5": 100.0}  # 3 x 2 pages + 3 x 1
+
+
+def test_a_model_that_takes_each_piece_for_the_next_one_is_never_right_first() -> None:
+    bt, pages = coded_bank()
+    result = piece_identification(coded_row(confused(PIECES)), bt, pages)
+    for query in ("audio_10s", "page"):
+        assert result[query]["top1"] == 0.0 and result[query]["top5"] == 100.0, query
+
+
+def test_a_model_that_cannot_tell_pieces_apart_scores_nothing() -> None:
+    """Every piece ties with every other (one-hot rows: exact ties in floats): a tie is no hit."""
+    bt, pages = coded_bank()
+    same = torch.eye(PIECES)[[0] * PIECES]
+    result = piece_identification(coded_row(same, sheet_rows=same), bt, pages)
+    for query in ("audio_10s", "page"):
+        assert result[query]["top1"] == 0.0 and result[query]["top5"] == 0.0, query
+
+
+def test_a_piece_ranks_behind_every_other_piece_scoring_as_high() -> None:
+    assert _rank_of({0: 0.5, 1: 0.5, 2: 0.1}, 0) == 2
+    assert _rank_of({0: 0.5, 1: 0.4, 2: 0.5}, 2) == 2
+    assert _rank_of({0: 0.9, 1: 0.4}, 1) == 2
+    assert _rank_of({0: 0.9, 1: 0.4}, 7) == 3  # not scored at all: after every scored piece
+
+
+def test_piece_identification_follows_the_pieces_not_the_order_of_the_performances() -> None:
+    """Pieces 0-2 are recognised, 3-5 confused; reversing the performances moves the excerpts
+    (the seeded draw goes in bank order) but no query's rank."""
+    bt, pages = coded_bank()
+    audio = torch.cat([torch.eye(PIECES)[:3], confused(PIECES)[3:]])
+    row = coded_row(audio)
+    result = piece_identification(row, bt, pages)
+    assert result["audio_10s"]["top1"] == 50.0  # 4 of 8 performances are of pieces 0-2
+    reversed_bt = BankTensors(bt.strips, bt.systems, bt.specs, bt.perfs.flip(0), bt.notes, bt.notes)
+    assert piece_identification(row, reversed_bt, pages) == result

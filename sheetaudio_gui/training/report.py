@@ -189,8 +189,9 @@ def snippet_table(
 
 
 def _rank_of(scores: dict[int, float], true_piece: int) -> int:
+    """1 + the other pieces scoring >= the true one (all if absent): ties must not flatter."""
     own = scores.get(true_piece, -np.inf)
-    return 1 + sum(1 for v in scores.values() if v > own)
+    return 1 + sum(1 for q, v in scores.items() if q != true_piece and v >= own)
 
 
 def piece_identification(
@@ -210,8 +211,8 @@ def piece_identification(
         for _ in range(EXCERPTS_PER_PERFORMANCE):
             s0 = int(rng.integers(0, max(1, n - EXCERPT_SNIPPETS + 1)))
             excerpt = snippets[s0 : s0 + EXCERPT_SNIPPETS]
-            length, starts = query_passage_plan(len(excerpt))  # as the library's audio search
-            emb = _runs(model, excerpt, starts.tolist(), length, row.summary)
+            length, query_starts = query_passage_plan(len(excerpt))  # as the library's search
+            emb = _runs(model, excerpt, query_starts.tolist(), length, row.summary)
             sim = (emb @ sheet.T).numpy()  # (subs, n_systems)
             best = _best_per_piece(sim, system_piece, pieces)  # (subs, pieces)
             scores = {int(q): float(best[:, j].sum()) for j, q in enumerate(pieces)}
@@ -219,7 +220,9 @@ def piece_identification(
     # page -> piece: each system of the page takes its best sliding audio passage per piece
     # (the library's rank_recordings: independent matches, then the best re-scored in reading
     # order along passages whose start never decreases; a piece scores as its best performance)
-    windows, window_piece, window_start = [], [], []
+    windows: list[torch.Tensor] = []
+    window_piece: list[int] = []
+    window_start: list[int] = []
     perf_columns = []  # each performance's windows are one contiguous block of columns
     for p, snippets in enumerate(perf_snippets):
         first = len(window_piece)
