@@ -455,3 +455,31 @@ def test_space_toggles_playback(qtbot, window):
     assert window.player.state == "paused"
     qtbot.keyClick(window, Qt.Key.Key_Escape)
     assert window.player.state == "stopped"
+
+
+def test_cycles_are_collected_in_the_gui_thread_and_never_in_a_worker(qtbot, window):
+    import threading
+
+    assert not gc.isenabled()  # automatic collection would run in whichever thread allocates
+    finalised_in: list[str] = []
+
+    class Cycle:
+        def __init__(self) -> None:
+            self.me = self
+
+        def __del__(self) -> None:
+            finalised_in.append(threading.current_thread().name)
+
+    for _ in range(100):
+        Cycle()
+
+    def allocate() -> None:  # far past every threshold: a worker that builds a model or indexes
+        junk = [[i] for i in range(200_000)]
+        del junk
+
+    worker = threading.Thread(target=allocate, name="worker")
+    worker.start()
+    worker.join()
+    assert finalised_in == []  # the worker did not collect
+    qtbot.waitUntil(lambda: len(finalised_in) == 100, timeout=5_000)
+    assert set(finalised_in) == {threading.main_thread().name}

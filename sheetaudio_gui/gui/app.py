@@ -19,6 +19,7 @@ from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
 from sheetaudio_gui import __version__, config
+from sheetaudio_gui.gui.collector import collect_in_gui_thread
 from sheetaudio_gui.gui.main_window import SCORE_SUFFIXES, MainWindow
 from sheetaudio_gui.gui.services import CoreServices, default_library_dir
 from sheetaudio_gui.gui.session import Session
@@ -52,6 +53,9 @@ def build_window(
     **window_options: object,
 ) -> MainWindow:
     """Window + session, model loading started, demo indexing queued on a new library."""
+    app = QApplication.instance()
+    if app is not None:  # workers must never run the garbage collector (see gui/collector.py)
+        collect_in_gui_thread(app)
     settings = settings or make_settings()
     if library_dir is None:
         stored = settings.value("library/location")
