@@ -6,9 +6,11 @@ Libraries are written through `Library.write_audio` / `Library.write_score` (the
 and matrix code as indexing) with synthetic embeddings: independent Gaussian vectors, L2-normalised
 (passages) or not (snippets). Brute-force search costs the same whatever the values, so random
 vectors measure the real latency. Sizes: recordings of 20 min; 50 pages per 1 h of audio
-(1,000 h <-> 50,000 pages), 10 pages per score, 5 systems per page, 24 windows per system (the
-corpus's mean). Each size is measured in a fresh process: open the library, run each query kind
-5 times (after one warm-up query that builds the row tables), report the median and the peak RSS.
+(1,000 h <-> 50,000 pages), 10 pages per score, 5 systems per page, 6 sheet windows per system
+(5.6 in the test split written out as a library by `sheetaudio eval-library`) and the score's
+reading windows over them (`encode.reading_windows`: 8 snippets every 3, ~2 per page). Each
+size is measured in a fresh process: open the library, run each query kind 5 times (after one
+warm-up query that builds the row tables), report the median and the peak RSS.
 """
 
 from __future__ import annotations
@@ -27,11 +29,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sheetaudio_gui.config import AUDIO_PASSAGE_HOP_SNIPPETS, AUDIO_PASSAGE_SNIPPETS
+from sheetaudio_gui.config import (
+    AUDIO_PASSAGE_HOP_SNIPPETS,
+    AUDIO_PASSAGE_SNIPPETS,
+    SCORE_WINDOW_HOP_SNIPPETS,
+    SCORE_WINDOW_SNIPPETS,
+)
 from sheetaudio_gui.core.encode import (
     SNIPPET_HOP_S,
     AudioEncoding,
+    ReadingWindows,
     SystemEncoding,
+    passage_starts,
     query_passage_plan,
 )
 from sheetaudio_gui.core.index import Library
@@ -41,7 +50,7 @@ RECORDING_S = 1200.0
 PAGES_PER_HOUR = 50
 PAGES_PER_SCORE = 10
 SYSTEMS_PER_PAGE = 5
-WINDOWS_PER_SYSTEM = 24
+WINDOWS_PER_SYSTEM = 6
 
 
 def unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -74,7 +83,10 @@ def build(folder: Path, hours: float, seed: int = 0) -> None:
                 unit(rng, len(span), 64),
             )
             lib.write_audio(folder / "audio" / name, None, None, RECORDING_S, enc)
-        xs = np.arange(WINDOWS_PER_SYSTEM, dtype=np.float32) * 20 + 40
+        xs = np.arange(WINDOWS_PER_SYSTEM, dtype=np.float32) * 80 + 40
+        n_windows = PAGES_PER_SCORE * SYSTEMS_PER_PAGE * WINDOWS_PER_SYSTEM
+        reading_starts = passage_starts(n_windows, SCORE_WINDOW_SNIPPETS, SCORE_WINDOW_HOP_SNIPPETS)
+        reading_at = (reading_starts + SCORE_WINDOW_SNIPPETS / 2) / WINDOWS_PER_SYSTEM
         for s in range(int(hours * PAGES_PER_HOUR / PAGES_PER_SCORE)):
             name = f"score{s:05d}.pdf"
             if name in have:
@@ -94,7 +106,10 @@ def build(folder: Path, hours: float, seed: int = 0) -> None:
                 for k in range(n)
             ]
             sizes = [(595.0, 842.0, "pt")] * PAGES_PER_SCORE
-            lib.write_score(folder / "scores" / name, None, None, sizes, systems)
+            reading = ReadingWindows(
+                reading_at.astype(np.float32), unit(rng, len(reading_starts), 64)
+            )
+            lib.write_score(folder / "scores" / name, None, None, sizes, systems, reading)
 
 
 def measure(folder: Path) -> dict[str, float]:
@@ -125,6 +140,7 @@ def measure(folder: Path) -> dict[str, float]:
         out[f"{label}_ms"] = float(np.median(times)) * 1000
     out["audio_rows"] = float(len(lib.audio_rows().doc))
     out["system_rows"] = float(len(lib.score_rows().doc))
+    out["reading_window_rows"] = float(len(lib.score_rows().reading_at))
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with open(f"/proc/{os.getpid()}/status") as f:
         for line in f:

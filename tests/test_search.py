@@ -20,14 +20,17 @@ from sheetaudio_gui.config import (
 )
 from sheetaudio_gui.core.audio import file_spectrogram
 from sheetaudio_gui.core.encode import (
+    ReadingWindows,
+    SystemEncoding,
     encode_audio,
     encode_page,
     passage_seconds,
     query_passage_plan,
+    reading_windows,
 )
 from sheetaudio_gui.core.index import Library
 from sheetaudio_gui.core.jobs import run_to_end
-from sheetaudio_gui.core.models import PassageModel, load_model, save_model
+from sheetaudio_gui.core.models import LoadedModel, PassageModel, load_model, save_model
 from sheetaudio_gui.core.score import open_score
 from sheetaudio_gui.core.search import (
     ordered_match,
@@ -272,3 +275,93 @@ def test_ordered_match_follows_reading_order_and_equals_exhaustive_search():
         assert all(positions[a] <= positions[b] for a, b in itertools.pairwise(path))
     with pytest.raises(ValueError):
         ordered_match(np.zeros((0, 3)), np.zeros(3))
+
+
+# --- reading windows: sheet passages that run on across system ends --------------------------
+
+
+def fixed_systems(counts: list[int], seed: int = 0) -> list[SystemEncoding]:
+    """Systems of random snippets and passages, two per page, in reading order."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k, n in enumerate(counts):
+        passage = rng.standard_normal(64).astype(np.float32)
+        out.append(
+            SystemEncoding(
+                page=k // 2,
+                index=k % 2,
+                box=(10.0, 100.0 + 200 * (k % 2), 500.0, 250.0 + 200 * (k % 2)),
+                window_x=np.linspace(20, 480, n).astype(np.float32),
+                snippets=rng.standard_normal((n, 32)).astype(np.float32),
+                passage=passage / np.linalg.norm(passage),
+            )
+        )
+    return out
+
+
+def test_reading_windows_read_on_across_system_ends_and_know_where_their_centre_lies():
+    model = LoadedModel(PassageModel().eval(), "m")
+    systems = fixed_systems([5, 4, 6])  # snippets 0-4 | 5-8 | 9-14
+    windows = reading_windows(model, systems, length=8, hop=3)
+    # starts 0, 3, 6 and the last moved to end on the last snippet (7); centres 4, 7, 10, 11
+    assert windows.at.tolist() == pytest.approx([4 / 5, 1 + 2 / 4, 2 + 1 / 6, 2 + 2 / 6])
+    everything = np.concatenate([s.snippets for s in systems])
+    with torch.inference_mode():
+        second = model.model.sheet_passages(
+            torch.from_numpy(everything[3:11])[None], torch.tensor([8])
+        )  # snippets 3-10: the end of system 0, all of system 1, the start of system 2
+    assert windows.passages[1] == pytest.approx(second[0].numpy(), abs=1e-5)
+    assert np.linalg.norm(windows.passages, axis=1) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_score_shorter_than_a_window_is_one_window_over_all_of_it():
+    model = LoadedModel(PassageModel().eval(), "m")
+    windows = reading_windows(model, fixed_systems([2, 3]), length=8, hop=3)
+    assert windows.at.tolist() == pytest.approx([1 + 0.5 / 3])  # centre 2.5: system 1
+
+
+def library_of(folder: Path, scores: dict[str, tuple[list[SystemEncoding], ReadingWindows | None]]):
+    lib = Library(folder, LoadedModel(PassageModel(), "m"))
+    for name, (systems, windows) in scores.items():
+        pages = 1 + max(s.page for s in systems)
+        lib.write_score(folder / name, None, None, [(595.0, 842.0, "pt")] * pages, systems, windows)
+    return lib
+
+
+def unit_rows(n: int, seed: int) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, 64)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_an_excerpt_that_only_a_reading_window_matches_finds_its_score_and_centre_system(
+    tmp_path,
+):
+    straddling = unit_rows(3, seed=1)  # windows of score a: centres in systems 0, 1 and 2
+    windows = ReadingWindows(np.array([0.8, 1.5, 2.3], np.float32), straddling)
+    scores = {
+        "a.pdf": (fixed_systems([5, 4, 6], seed=2), windows),
+        "b.pdf": (fixed_systems([5, 5, 5], seed=3), None),  # indexed without reading windows
+    }
+    with library_of(tmp_path / "lib", scores) as lib:
+        assert lib.check() == []
+        hits = rank_scores(lib, straddling[1][None], top_k=2)
+        assert [h.document.name for h in hits] == ["a.pdf", "b.pdf"]
+        assert hits[0].score == pytest.approx(1.0, abs=0.01)
+        best = hits[0].regions[0]
+        assert (best.page, best.system) == (0, 1)  # centre 1.5: system ordinal 1
+        assert len({(r.page, r.system) for r in hits[0].regions}) == len(hits[0].regions)
+        # a longer excerpt: its passages in time order along the windows in reading order
+        hits = rank_scores(lib, straddling[[0, 2]], top_k=2)
+        assert hits[0].document.name == "a.pdf"
+        assert hits[0].score == pytest.approx(1.0, abs=0.01)
+        # the wrong order cannot follow reading order: its score is lower
+        backwards = rank_scores(lib, straddling[[2, 0]], top_k=1)[0]
+        assert backwards.document.name == "a.pdf" and backwards.score < 0.9
+
+
+def test_a_score_without_reading_windows_is_still_found_by_its_systems(tmp_path):
+    systems = fixed_systems([5, 4])
+    with library_of(tmp_path / "lib", {"old.pdf": (systems, None)}) as lib:
+        hits = rank_scores(lib, systems[1].passage[None], top_k=1)
+        assert hits[0].document.name == "old.pdf"
+        assert (hits[0].regions[0].page, hits[0].regions[0].system) == (0, 1)

@@ -29,6 +29,8 @@ from sheetaudio_gui.config import (
     FRAMES_PER_SECOND,
     QUERY_PASSAGE_HOP_SNIPPETS,
     QUERY_PASSAGE_SNIPPETS,
+    SCORE_WINDOW_HOP_SNIPPETS,
+    SCORE_WINDOW_SNIPPETS,
     SHEET_SNIPPET_HOP_PX,
     SHEET_SNIPPET_WIDTH_PX,
     SPEC_BINS,
@@ -226,6 +228,47 @@ def _passages_of_sequences(
             result = model.model.audio_passages(x, lengths)
     out: Floats = result.numpy().astype(np.float32, copy=False)
     return out
+
+
+@dataclass(frozen=True)
+class ReadingWindows:
+    """A score's sheet snippets read on across system ends, cut into overlapping windows."""
+
+    at: Floats  # (m,) where each window's centre lies: system ordinal + fraction of that system
+    passages: Floats  # (m, 64) L2-normalised
+
+
+def reading_windows(
+    model: LoadedModel,
+    systems: Sequence[SystemEncoding],
+    length: int = SCORE_WINDOW_SNIPPETS,
+    hop: int = SCORE_WINDOW_HOP_SNIPPETS,
+) -> ReadingWindows:
+    """Windows of `length` consecutive snippets every `hop` over all systems in reading order.
+
+    An audio excerpt starts and ends anywhere, most often in one system and ends in the next;
+    these windows give it a sheet passage that covers the same music. A score with fewer snippets
+    than `length` gets one window over all of them. `at` places each window for the search's
+    reading-order matching and for finding the system it mostly shows.
+    """
+    counts = np.array([len(s.snippets) for s in systems], dtype=np.int64)
+    n = int(counts.sum())
+    if n == 0:
+        return ReadingWindows(
+            np.zeros(0, np.float32), np.zeros((0, model.model.dims.passage_dim), np.float32)
+        )
+    snippets = np.concatenate([s.snippets for s in systems]).astype(np.float32, copy=False)
+    size = min(length, n)
+    starts = passage_starts(n, size, hop)
+    centre = starts + size / 2.0  # in snippets from the score's first snippet
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    ordinal = np.searchsorted(first, np.floor(centre), side="right") - 1
+    at = ordinal + (centre - first[ordinal]) / np.maximum(counts[ordinal], 1)
+    runs = np.stack([snippets[s : s + size] for s in starts])
+    passages = _passages_of_sequences(
+        model, runs.reshape(-1, snippets.shape[1]), [size] * len(starts), sheet=True
+    )
+    return ReadingWindows(at.astype(np.float32), passages)
 
 
 # --- audio ---------------------------------------------------------------------------------------

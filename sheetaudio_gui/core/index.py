@@ -5,7 +5,9 @@ FOLDER/library.sqlite                    documents, pages, systems, row ranges, 
 FOLDER/embeddings/<matrix>.<gen>.bin     append-only matrices of fixed-width rows
 ```
 Matrices: `score_passages` (one 64-d row per system), `score_snippets` (32-d per sheet window),
-`score_window_x` (window centre, page units), `audio_passages` (64-d per sliding passage),
+`score_window_x` (window centre, page units), `score_reading` (64-d per window of consecutive
+snippets read on across system ends) with `score_reading_at` (where its centre lies: system
+ordinal + fraction), `audio_passages` (64-d per sliding passage),
 `audio_spans` (start_s, end_s per passage), `audio_snippets` (32-d per 1 s snippet). Embeddings
 are stored as bfloat16 (16-bit floats with float32's range: half the bytes of float32, like
 float16, but multiplied natively by current CPUs: on the development machine a bfloat16 matmul
@@ -76,11 +78,13 @@ from sheetaudio_gui.config import (
 )
 from sheetaudio_gui.core.encode import (
     AudioEncoding,
+    ReadingWindows,
     SystemCut,
     SystemEncoding,
     cut_systems,
     embed_cuts,
     encode_audio,
+    reading_windows,
 )
 from sheetaudio_gui.core.errors import FileProblem, IndexCorrupt, SheetAudioError
 from sheetaudio_gui.core.jobs import CancelToken, Job, Progress
@@ -237,11 +241,19 @@ MATRICES: dict[str, MatrixSpec] = {
     "score_passages": MatrixSpec(64, np.uint16),
     "score_snippets": MatrixSpec(32, np.uint16),
     "score_window_x": MatrixSpec(1, np.float32),
+    "score_reading": MatrixSpec(64, np.uint16),  # windows read on across system ends
+    "score_reading_at": MatrixSpec(1, np.float32),  # their centres: system ordinal + fraction
     "audio_passages": MatrixSpec(64, np.uint16),
     "audio_spans": MatrixSpec(2, np.float32),
     "audio_snippets": MatrixSpec(32, np.uint16),
 }
-SCORE_MATRICES = ("score_passages", "score_snippets", "score_window_x")
+SCORE_MATRICES = (
+    "score_passages",
+    "score_snippets",
+    "score_window_x",
+    "score_reading",
+    "score_reading_at",
+)
 AUDIO_MATRICES = ("audio_passages", "audio_spans", "audio_snippets")
 
 
@@ -292,6 +304,9 @@ class ScoreRows:
     system: npt.NDArray[np.int32]  # (rows,) index on the page
     box: Floats  # (rows, 4) page units
     ranges: dict[int, tuple[int, int]]  # document id -> (first row, row count)
+    reading: torch.Tensor  # (windows, 64) bfloat16: `encode.reading_windows` of every score
+    reading_at: Floats  # (windows,) system ordinal + fraction of each window's centre
+    reading_ranges: dict[int, tuple[int, int]]  # document id -> (first window row, count)
 
 
 @dataclass(frozen=True)
@@ -802,7 +817,8 @@ class Library:
         """Embed a decoded document and write it in one transaction."""
         if kind == "score":
             encodings = embed_cuts(model, prepared.cuts)
-            self.write_score(path, stat, digest, prepared.page_sizes, encodings)
+            reading = reading_windows(model, encodings)
+            self.write_score(path, stat, digest, prepared.page_sizes, encodings, reading)
         else:
             assert prepared.spectrogram is not None
             encoding = encode_audio(model, prepared.spectrogram)
@@ -817,8 +833,10 @@ class Library:
         digest: str | None,
         page_sizes: Sequence[tuple[float, float, str]],
         systems: Sequence[SystemEncoding],
+        reading: ReadingWindows | None = None,
     ) -> None:
-        """Record a score's embeddings (systems in reading order) in one transaction.
+        """Record a score's embeddings (systems in reading order, and the windows read on
+        across their ends) in one transaction.
 
         Public for benchmarks and tools that make embeddings themselves.
         """
@@ -829,6 +847,10 @@ class Library:
             "score_snippets": np.concatenate([s.snippets for s in systems]) if systems else None,
             "score_window_x": np.concatenate([s.window_x for s in systems])[:, None]
             if systems
+            else None,
+            "score_reading": reading.passages if reading is not None and len(reading.at) else None,
+            "score_reading_at": reading.at[:, None]
+            if reading is not None and len(reading.at)
             else None,
         }
         with self._write():
@@ -1161,7 +1183,15 @@ class Library:
                 box[at] = table[:, 4:8].astype(np.float32)
             self._remember_paths()
             self._score_rows = ScoreRows(
-                bf16_tensor(np.asarray(mm)), doc, page, system, box, self._ranges("score_passages")
+                bf16_tensor(np.asarray(mm)),
+                doc,
+                page,
+                system,
+                box,
+                self._ranges("score_passages"),
+                bf16_tensor(np.asarray(self._map("score_reading"))),
+                np.asarray(self._map("score_reading_at"))[:, 0],
+                self._ranges("score_reading"),
             )
         return self._score_rows
 
@@ -1257,13 +1287,15 @@ class Library:
                     or have.get("score_window_x", 0) != n_sys[1]
                 ):
                     problems.append(f"{path}: snippet rows do not match its systems")
+                if have.get("score_reading", 0) != have.get("score_reading_at", 0):
+                    problems.append(f"{path}: reading windows and their places differ")
             else:
                 if have.get("audio_passages", 0) != have.get("audio_spans", 0):
                     problems.append(f"{path}: passage and span rows differ")
                 if have.get("audio_snippets", 0) == 0:
                     problems.append(f"{path}: no audio snippets")
         if not problems:  # embeddings must be unit vectors (a torn write would show here)
-            for name in ("score_passages", "audio_passages"):
+            for name in ("score_passages", "score_reading", "audio_passages"):
                 t = bf16_tensor(np.asarray(self._map(name))).float()
                 live_rows = self._live_rows(name)
                 norms = t[torch.from_numpy(live_rows)].norm(dim=1) if len(live_rows) else None

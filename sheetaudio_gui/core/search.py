@@ -3,7 +3,8 @@
 A query becomes one or more 64-d passage embeddings (an audio excerpt: passages of about one
 system's length every 1.8 s, or the excerpt as a whole when shorter; a page: one per system; a
 rectangle: the systems it touches, cut to its x-range). Every query row is compared with every
-passage of the other modality by brute force (cosine similarity = dot product of unit vectors,
+passage of the other modality (for scores: systems and the reading windows that run on across
+system ends) by brute force (cosine similarity = dot product of unit vectors,
 bfloat16 matmul in chunks).
 
 Ranking: a document's score is the mean over query rows of that row's best similarity within the
@@ -36,7 +37,6 @@ from sheetaudio_gui.config import (
     SEARCH_SIMILARITY_FLOATS,
     SEARCH_SPANS_PER_HIT,
     SPAN_MERGE_GAP_S,
-    SYSTEMS_PER_PAGE_MAX,
 )
 from sheetaudio_gui.core.align import match_x_range
 from sheetaudio_gui.core.encode import (
@@ -202,10 +202,27 @@ def search_with_audio_encoding(
     return Results(queries, refined)
 
 
+def _best_per_document(
+    sources: Sequence[tuple[torch.Tensor, dict[int, tuple[int, int]]]], queries: Floats
+) -> tuple[npt.NDArray[np.int64], Floats]:
+    """`_per_document_max` over several matrices (e.g. a score's systems and its reading
+    windows): each query row's best similarity within each document over all of them."""
+    parts = [_per_document_max(matrix, ranges, queries) for matrix, ranges in sources if ranges]
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros((len(queries), 0), np.float32)
+    if len(parts) == 1:
+        return parts[0]
+    ids = np.unique(np.concatenate([part_ids for part_ids, _ in parts]))
+    best = np.full((len(queries), len(ids)), -np.inf, np.float32)
+    for part_ids, part_best in parts:
+        columns = np.searchsorted(ids, part_ids)
+        best[:, columns] = np.maximum(best[:, columns], part_best)
+    return ids, best
+
+
 def _rank_documents(
     library: Library,
-    passages: Any,
-    ranges: Any,
+    sources: Sequence[tuple[torch.Tensor, dict[int, tuple[int, int]]]],
     queries: Floats,
     top_k: int,
 ) -> tuple[Any, Any, Any, Any] | None:
@@ -213,7 +230,7 @@ def _rank_documents(
     ids, top-k order into them, per-document scores, paths by id); None when nothing matches."""
     if len(queries) == 0:
         return None
-    ids, best = _per_document_max(passages, ranges, queries)
+    ids, best = _best_per_document(sources, queries)
     if len(ids) == 0:
         return None
     doc_scores = best.mean(axis=0)
@@ -225,31 +242,42 @@ def _rank_documents(
 def rank_scores(library: Library, queries: Floats, top_k: int = 10) -> list[ScoreHit]:
     """Score documents for (k, 64) query passages (in time order), each with its best systems.
 
-    Several query passages (an excerpt longer than a system): the best SEARCH_RERANK_DOCUMENTS by
-    independent matches are re-scored along systems in reading order (`ordered_match`).
+    Candidates are a score's systems and its reading windows (`encode.reading_windows`: snippets
+    read on across system ends, where an excerpt that straddles two systems finds itself); a
+    window counts for the system that holds its centre. Several query passages (an excerpt longer
+    than a system): the best SEARCH_RERANK_DOCUMENTS by independent matches are re-scored along
+    systems and windows in reading order (`ordered_match`).
     """
     rows = library.score_rows()
     ordered = len(queries) > 1
     candidates = max(top_k, SEARCH_RERANK_DOCUMENTS) if ordered else top_k
-    ranked = _rank_documents(library, rows.passages, rows.ranges, queries, candidates)
+    sources = [(rows.passages, rows.ranges), (rows.reading, rows.reading_ranges)]
+    ranked = _rank_documents(library, sources, queries, candidates)
     if ranked is None:
         return []
     ids, order, doc_scores, paths = ranked
-    scored = []  # (score, document id, its rows, similarities to them)
+    scored = []  # (score, document id, its system rows, best similarity per system)
     for d in order:
         doc_id = int(ids[d])
-        start, count = rows.ranges[doc_id]
+        start, count = rows.ranges.get(doc_id, (0, 0))
         mine = np.arange(start, start + count, dtype=np.int64)
-        sims = _rows_similarity(rows.passages, start, count, queries)
+        sims = _rows_similarity(rows.passages, start, count, queries)  # (k, systems)
+        at = np.arange(count, dtype=np.float64)  # reading order: the system ordinal
+        w_start, w_count = rows.reading_ranges.get(doc_id, (0, 0))
+        if w_count:
+            w_sims = _rows_similarity(rows.reading, w_start, w_count, queries)
+            w_at = np.asarray(rows.reading_at[w_start : w_start + w_count], dtype=np.float64)
+            sims = np.concatenate([sims, w_sims], axis=1)
+            at = np.concatenate([at, w_at])
         score = float(doc_scores[d])
-        if ordered:  # reading order: page, then system top to bottom
-            reading = rows.page[mine].astype(np.float64) * SYSTEMS_PER_PAGE_MAX + rows.system[mine]
-            score = ordered_match(sims, reading)[0]
-        scored.append((score, doc_id, mine, sims))
+        if ordered:
+            score = ordered_match(sims, at)[0]
+        per_system = np.full(count, -np.inf, np.float32)  # a window counts for its centre system
+        np.maximum.at(per_system, np.minimum(at.astype(np.int64), count - 1), sims.max(axis=0))
+        scored.append((score, doc_id, mine, per_system))
     scored.sort(key=lambda item: -item[0])  # stable: ties keep the independent order
     hits = []
-    for score, doc_id, mine, sims in scored[:top_k]:  # regions only for what is returned
-        best = sims.max(axis=0)
+    for score, doc_id, mine, best in scored[:top_k]:  # regions only for what is returned
         top = np.argsort(-best, kind="stable")[:SEARCH_REGIONS_PER_HIT]
         regions = [
             ScoreRegion(
@@ -339,7 +367,7 @@ def rank_recordings(library: Library, queries: Floats, top_k: int = 10) -> list[
     rows = library.audio_rows()
     ordered = len(queries) > 1
     candidates = max(top_k, SEARCH_RERANK_DOCUMENTS) if ordered else top_k
-    ranked = _rank_documents(library, rows.passages, rows.ranges, queries, candidates)
+    ranked = _rank_documents(library, [(rows.passages, rows.ranges)], queries, candidates)
     if ranked is None:
         return []
     ids, order, doc_scores, paths = ranked
