@@ -30,9 +30,11 @@ import torch.nn.functional as F
 from sheetaudio_gui.config import (
     AUDIO_SNIPPET_FRAMES,
     AUDIO_SNIPPET_HOP_FRAMES,
+    SCORE_WINDOW_HOP_SNIPPETS,
+    SCORE_WINDOW_SNIPPETS,
     SEARCH_RERANK_DOCUMENTS,
 )
-from sheetaudio_gui.core.encode import query_passage_plan
+from sheetaudio_gui.core.encode import passage_starts, query_passage_plan
 from sheetaudio_gui.core.errors import SheetAudioError
 from sheetaudio_gui.core.jobs import Job, Progress
 from sheetaudio_gui.core.models import PassageModel
@@ -55,9 +57,10 @@ EXCERPT_SNIPPETS = 11  # 10 s of audio: 1 + (200 - 20) / 18 snippet windows
 EXCERPTS_PER_PERFORMANCE = 2
 PAGE_WINDOW_SNIPPETS = (5, 8, 12)  # sliding audio passages a page is matched against (~5-12 s)
 # Version of the piece-identification procedure: rows of earlier reports are carried only when it
-# matches. 2: excerpts cut as the library's audio search cuts them, pages re-scored in reading
-# order (1: 5-snippet sub-passages voted with the whole excerpt; pages by independent matches).
-PIECE_ID_METHOD = 2
+# matches. 3: as 2, and an excerpt is also matched against the score's reading windows, as in the
+# library. 2: excerpts cut as the library's audio search cuts them, pages re-scored in reading
+# order. 1: 5-snippet sub-passages voted with the whole excerpt; pages by independent matches.
+PIECE_ID_METHOD = 3
 PAGE_WINDOW_HOP = 2  # snippets between sliding passage starts (~1.8 s)
 EMBED_CHUNK = 512  # snippet windows per forward pass
 
@@ -121,6 +124,29 @@ def _system_passages(model: PassageModel, bt: BankTensors, summary: Summary) -> 
         sw, sl = sheet_windows(bt, chunk, gen, augment=False)
         out.append(_summarise(model, model.sheet_snippets(sw), sl, "sheet", summary))
     return torch.cat(out)
+
+
+@torch.inference_mode()
+def _reading_windows(
+    model: PassageModel, bt: BankTensors, summary: Summary
+) -> tuple[torch.Tensor, npt.NDArray[np.int64]]:
+    """Every piece's sheet snippets read on across system ends, cut as the library cuts them
+    (`core.encode.reading_windows`): -> (windows, d), (windows,) piece of each."""
+    gen = torch.Generator().manual_seed(0)
+    per_system: list[torch.Tensor] = []
+    for chunk in torch.split(torch.arange(len(bt.systems)), 64):
+        sw, sl = sheet_windows(bt, chunk, gen, augment=False)
+        per_system += list(torch.split(model.sheet_snippets(sw), sl.tolist()))
+    system_piece = bt.systems[:, 2].numpy()
+    out, owner = [], []
+    for piece in np.unique(system_piece):
+        snippets = torch.cat([per_system[g] for g in np.flatnonzero(system_piece == piece)])
+        size = min(SCORE_WINDOW_SNIPPETS, len(snippets))
+        starts = passage_starts(len(snippets), size, SCORE_WINDOW_HOP_SNIPPETS)
+        runs = torch.cat([snippets[s : s + size] for s in starts.tolist()])
+        out.append(_summarise(model, runs, torch.full((len(starts),), size), "sheet", summary))
+        owner += [int(piece)] * len(starts)
+    return torch.cat(out), np.asarray(owner, dtype=np.int64)
 
 
 @torch.inference_mode()
@@ -203,8 +229,12 @@ def piece_identification(
     system_piece = bt.systems[:, 2].numpy()
     pieces = np.unique(system_piece)
     sheet = _system_passages(model, bt, row.summary)  # (n_systems, d)
+    reading, reading_piece = _reading_windows(model, bt, row.summary)
+    candidates = torch.cat([sheet, reading])  # an excerpt is matched as the library matches it
+    candidate_piece = np.concatenate([system_piece, reading_piece])
     perf_snippets = [_performance_snippets(model, bt, p) for p in range(len(bt.perfs))]
-    # audio -> piece: each query passage of the excerpt adds its best similarity per piece
+    # audio -> piece: each query passage of the excerpt adds its best similarity per piece, over
+    # the piece's systems and reading windows
     audio_ranks = []
     for p, snippets in enumerate(perf_snippets):
         n = snippets.shape[0]
@@ -213,8 +243,8 @@ def piece_identification(
             excerpt = snippets[s0 : s0 + EXCERPT_SNIPPETS]
             length, query_starts = query_passage_plan(len(excerpt))  # as the library's search
             emb = _runs(model, excerpt, query_starts.tolist(), length, row.summary)
-            sim = (emb @ sheet.T).numpy()  # (subs, n_systems)
-            best = _best_per_piece(sim, system_piece, pieces)  # (subs, pieces)
+            sim = (emb @ candidates.T).numpy()  # (subs, systems + windows)
+            best = _best_per_piece(sim, candidate_piece, pieces)  # (subs, pieces)
             scores = {int(q): float(best[:, j].sum()) for j, q in enumerate(pieces)}
             audio_ranks.append(_rank_of(scores, int(bt.perfs[p, 2])))
     # page -> piece: each system of the page takes its best sliding audio passage per piece
