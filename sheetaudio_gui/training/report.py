@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from sheetaudio_gui.config import (
+    AUDIO_PASSAGE_HOP_SNIPPETS,
+    AUDIO_PASSAGE_SNIPPETS,
     AUDIO_SNIPPET_FRAMES,
     AUDIO_SNIPPET_HOP_FRAMES,
     SCORE_WINDOW_HOP_SNIPPETS,
@@ -55,13 +57,12 @@ log = logging.getLogger(__name__)
 SNIPPET_PAIRS = 2000  # the 2018 protocol's snippet-level test size
 EXCERPT_SNIPPETS = 11  # 10 s of audio: 1 + (200 - 20) / 18 snippet windows
 EXCERPTS_PER_PERFORMANCE = 2
-PAGE_WINDOW_SNIPPETS = (5, 8, 12)  # sliding audio passages a page is matched against (~5-12 s)
 # Version of the piece-identification procedure: rows of earlier reports are carried only when it
-# matches. 3: as 2, and an excerpt is also matched against the score's reading windows, as in the
-# library. 2: excerpts cut as the library's audio search cuts them, pages re-scored in reading
-# order. 1: 5-snippet sub-passages voted with the whole excerpt; pages by independent matches.
+# matches. 3: as 2, an excerpt is also matched against the score's reading windows, and a page
+# against the library's sliding audio passages (config.AUDIO_PASSAGE_*), as in the library.
+# 2: excerpts cut as the library's audio search cuts them, pages re-scored in reading order.
+# 1: 5-snippet sub-passages voted with the whole excerpt; pages by independent matches.
 PIECE_ID_METHOD = 3
-PAGE_WINDOW_HOP = 2  # snippets between sliding passage starts (~1.8 s)
 EMBED_CHUNK = 512  # snippet windows per forward pass
 
 
@@ -256,10 +257,7 @@ def piece_identification(
     perf_columns = []  # each performance's windows are one contiguous block of columns
     for p, snippets in enumerate(perf_snippets):
         first = len(window_piece)
-        starts = list(
-            range(0, max(1, snippets.shape[0] - min(PAGE_WINDOW_SNIPPETS) + 1), PAGE_WINDOW_HOP)
-        )
-        for length in PAGE_WINDOW_SNIPPETS:
+        for length, starts in _indexed_passages(snippets.shape[0]):
             emb = _runs(model, snippets, starts, length, row.summary)
             windows.append(emb)
             window_piece += [int(bt.perfs[p, 2])] * len(emb)
@@ -290,6 +288,17 @@ def piece_identification(
         "audio_10s": _top(audio_ranks),
         "page": _top(page_ranks),
     }
+
+
+def _indexed_passages(n: int) -> list[tuple[int, list[int]]]:
+    """(length, starts) of the sliding passages the library indexes over `n` audio snippets
+    (`core.encode.audio_passages`): every configured length that fits, else one over all."""
+    plan = [
+        (length, passage_starts(n, length, hop).tolist())
+        for length, hop in zip(AUDIO_PASSAGE_SNIPPETS, AUDIO_PASSAGE_HOP_SNIPPETS, strict=True)
+    ]
+    plan = [(length, starts) for length, starts in plan if starts]
+    return plan or ([(n, [0])] if n > 0 else [])
 
 
 def _best_per_piece(
