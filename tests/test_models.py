@@ -96,3 +96,21 @@ def test_cca_makes_linearly_related_views_agree():
     a, b = cca.sheet(sheet)[:, :8], cca.audio(audio)[:, :8]
     corr = torch.nn.functional.cosine_similarity(a - a.mean(0), b - b.mean(0), dim=0)
     assert corr.min() > 0.95
+
+
+def test_the_model_card_and_the_library_metrics_describe_the_shipped_weights():
+    """A new model must come with its measurements: the card names its id, and the end-to-end
+    library numbers were measured with it."""
+    import json
+    from pathlib import Path
+
+    from sheetaudio_gui.core.models import load_model
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    shipped = load_model(models / "sheetaudio-passage.pt").model_id
+    card = (models / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert f"| model id | `{shipped}`" in card
+    library = json.loads((models / "metrics-library.json").read_text(encoding="utf-8"))
+    assert library["model"] == shipped
+    report = json.loads((models / "metrics.json").read_text(encoding="utf-8"))
+    assert report["best"] in card  # the card's tables come from this report
