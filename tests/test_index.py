@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from sheetaudio_gui.core.errors import Cancelled
+from sheetaudio_gui.core.errors import Cancelled, SheetAudioError
 from sheetaudio_gui.core.index import Library, from_bf16_bits, to_bf16_bits
 from sheetaudio_gui.core.jobs import CancelToken, run_to_end
 from sheetaudio_gui.core.models import LoadedModel, PassageModel, load_model, save_model
@@ -256,3 +256,19 @@ def test_sigkill_during_indexing_leaves_a_library_that_opens_and_resumes(
         assert len(report.added) + len(report.skipped) == len(files)
         assert all(d.state == "indexed" for d in lib.documents())
         assert lib.check() == []
+
+
+def test_a_library_written_by_a_newer_version_is_refused_with_advice_not_damaged(tmp_path, model):
+    import sqlite3
+
+    with Library(tmp_path / "lib", model):
+        pass
+    db = sqlite3.connect(tmp_path / "lib" / "library.sqlite")
+    with db:
+        db.execute("INSERT INTO matrices VALUES('score_future', 'score_future.0.bin', 7, 7)")
+    db.close()
+    with pytest.raises(SheetAudioError, match=r"newer sheetaudio.*score_future"):
+        Library(tmp_path / "lib", model)
+    db = sqlite3.connect(tmp_path / "lib" / "library.sqlite")
+    assert db.execute("SELECT rows FROM matrices WHERE name = 'score_future'").fetchone() == (7,)
+    db.close()

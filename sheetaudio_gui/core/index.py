@@ -442,6 +442,12 @@ class Library:
             if "crc" not in columns:  # libraries made before checksums: their rows go unchecked
                 self._db.execute("ALTER TABLE ranges ADD COLUMN crc INTEGER")
             self._db.execute("INSERT OR IGNORE INTO meta VALUES('documents_version', '0')")
+            unknown = sorted(set(self._matrix_rows()) - set(MATRICES))
+            if unknown:  # written by a newer version: this one could not keep those rows right
+                raise SheetAudioError(
+                    f"{self.folder}: this library was written by a newer sheetaudio (it holds "
+                    f"{', '.join(unknown)}); open it with that version, or make a new library"
+                )
             for name in MATRICES:
                 self._db.execute(
                     "INSERT OR IGNORE INTO matrices VALUES(?, ?, 0, 0)", (name, f"{name}.0.bin")
