@@ -365,3 +365,22 @@ def test_a_score_without_reading_windows_is_still_found_by_its_systems(tmp_path)
         hits = rank_scores(lib, systems[1].passage[None], top_k=1)
         assert hits[0].document.name == "old.pdf"
         assert (hits[0].regions[0].page, hits[0].regions[0].system) == (0, 1)
+
+
+@pytest.mark.parametrize("chunk", [5, 7, 64, 10_000])
+def test_best_similarity_per_document_equals_brute_force_across_chunk_ends(monkeypatch, chunk):
+    from sheetaudio_gui.core import search
+    from sheetaudio_gui.core.index import bf16_tensor, from_bf16_bits, to_bf16_bits
+
+    monkeypatch.setattr(search, "SEARCH_CHUNK_ROWS", chunk)
+    monkeypatch.setattr(search, "SEARCH_SIMILARITY_FLOATS", 2 * chunk)  # query rows in groups
+    bits = to_bf16_bits(unit_rows(60, seed=4))
+    ranges = {7: (0, 4), 3: (4, 9), 9: (20, 1), 5: (21, 30), 1: (55, 5)}  # rows 13-19: dead
+    queries = unit_rows(5, seed=5)
+    ids, best = search._per_document_max(bf16_tensor(bits), ranges, queries)
+    rows = from_bf16_bits(bits)
+    for column, doc in enumerate(ids):
+        start, count = ranges[int(doc)]
+        expected = (queries @ rows[start : start + count].T).max(axis=1)
+        assert best[:, column] == pytest.approx(expected, abs=0.02)
+    assert sorted(ids.tolist()) == sorted(ranges)

@@ -19,7 +19,6 @@ Scores stay cosine similarities in [-1, 1], so they compare across queries.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,23 +105,6 @@ class PassageMap:
 
 # --- similarity ----------------------------------------------------------------------------------
 
-_scratch = threading.local()  # per thread: the similarity buffer reused across searches
-
-
-def _similarity_buffer(k: int, rows: int) -> Floats:
-    """A (k, rows) float32 work array, reused by the thread's next searches.
-
-    A fresh array of this size (60 MB for a page query over 1,000 h) is new memory from the
-    kernel at every query; its page faults cost the search about 100 ms on the development
-    machine (180 vs 75 ms), so the thread keeps the largest one it needed (at most
-    SEARCH_SIMILARITY_FLOATS values).
-    """
-    buffer: Floats | None = getattr(_scratch, "buffer", None)
-    if buffer is None or buffer.size < k * rows:
-        buffer = np.empty(k * rows, np.float32)
-        _scratch.buffer = buffer
-    return buffer[: k * rows].reshape(k, rows)
-
 
 def _per_document_max(
     matrix: torch.Tensor, ranges: dict[int, tuple[int, int]], queries: Floats
@@ -130,9 +112,11 @@ def _per_document_max(
     """Best similarity of each query row within each document.
 
     (rows, 64) bfloat16, document id -> (first row, rows), (k, 64) -> (docs,) ids, (k, docs).
-    A document's rows are contiguous, so the maximum is one `np.maximum.reduceat` over the
-    similarity matrix, filled chunk by chunk with bfloat16 matmuls (queries in groups so that the
-    float32 similarities stay under SEARCH_SIMILARITY_FLOATS).
+    The matrix is read in chunks of SEARCH_CHUNK_ROWS rows: a bfloat16 matmul fills a small
+    float32 block (queries in groups so that it stays under SEARCH_SIMILARITY_FLOATS), and a
+    document's rows being contiguous, one `np.maximum.reduceat` per chunk reduces the block to
+    the documents it touches. A (k, all rows) array would be 60 MB for a page query over 1,000 h:
+    fresh memory whose page faults alone cost ~100 ms per query.
     """
     k = len(queries)
     if not ranges or k == 0:
@@ -142,23 +126,31 @@ def _per_document_max(
     starts = np.array([r[0] for _, r in items], dtype=np.int64)
     ends = starts + np.array([r[1] for _, r in items], dtype=np.int64)
     rows = int(ends.max())
-    bounds = np.unique(np.concatenate([starts, ends]))
-    bounds = bounds[bounds < rows]
-    where = np.searchsorted(bounds, starts)  # segment of each document
-    out = np.empty((k, len(ids)), np.float32)
-    group = max(1, SEARCH_SIMILARITY_FLOATS // rows)
+    out = np.full((k, len(ids)), -np.inf, np.float32)
+    group = max(1, SEARCH_SIMILARITY_FLOATS // SEARCH_CHUNK_ROWS)
     with torch.inference_mode():
         for g in range(0, k, group):
             q = torch.from_numpy(np.ascontiguousarray(queries[g : g + group], dtype=np.float32))
             qb = q.to(torch.bfloat16)
-            sims = _similarity_buffer(len(q), rows)
-            target = torch.from_numpy(sims)
+            block = np.empty((len(q), min(SEARCH_CHUNK_ROWS, rows)), np.float32)
             for lo in range(0, rows, SEARCH_CHUNK_ROWS):
                 hi = min(lo + SEARCH_CHUNK_ROWS, rows)
+                first = int(np.searchsorted(ends, lo, side="right"))  # documents touching
+                last = int(np.searchsorted(starts, hi, side="left"))  # [lo, hi)
+                if first >= last:
+                    continue
+                sims = block[:, : hi - lo]
                 # (k, 64) @ (64, chunk) lands in the output's layout; torch's copy widens the
                 # bfloat16 results in parallel: 2.7x faster than (chunk, 64) @ (64, k) + numpy
-                target[:, lo:hi].copy_(qb @ matrix[lo:hi].T)
-            out[g : g + group] = np.maximum.reduceat(sims, bounds, axis=1)[:, where]
+                torch.from_numpy(sims).copy_(qb @ matrix[lo:hi].T)
+                seg_start = np.maximum(starts[first:last], lo) - lo
+                seg_end = np.minimum(ends[first:last], hi) - lo
+                bounds = np.unique(np.concatenate([seg_start, seg_end]))
+                bounds = bounds[bounds < hi - lo]
+                best = np.maximum.reduceat(sims, bounds, axis=1)[
+                    :, np.searchsorted(bounds, seg_start)
+                ]
+                np.maximum(out[g : g + group, first:last], best, out=out[g : g + group, first:last])
     return ids, out
 
 
