@@ -230,6 +230,15 @@ def _passages_of_sequences(
     return out
 
 
+def reading_window_plan(
+    n: int, length: int = SCORE_WINDOW_SNIPPETS, hop: int = SCORE_WINDOW_HOP_SNIPPETS
+) -> tuple[int, npt.NDArray[np.int64]]:
+    """How `n` sheet snippets of a score are cut into reading windows: (window length, starts);
+    one window over all of them when there are fewer than `length` (the evaluation follows this)."""
+    size = min(length, n)
+    return size, passage_starts(n, size, hop)
+
+
 @dataclass(frozen=True)
 class ReadingWindows:
     """A score's sheet snippets read on across system ends, cut into overlapping windows."""
@@ -258,8 +267,7 @@ def reading_windows(
             np.zeros(0, np.float32), np.zeros((0, model.model.dims.passage_dim), np.float32)
         )
     snippets = np.concatenate([s.snippets for s in systems]).astype(np.float32, copy=False)
-    size = min(length, n)
-    starts = passage_starts(n, size, hop)
+    size, starts = reading_window_plan(n, length, hop)
     centre = starts + size / 2.0  # in snippets from the score's first snippet
     first = np.concatenate([[0], np.cumsum(counts)[:-1]])
     ordinal = np.searchsorted(first, np.floor(centre), side="right") - 1
@@ -313,6 +321,20 @@ def query_passage_plan(n: int) -> tuple[int, npt.NDArray[np.int64]]:
     return length, passage_starts(n, length, hop)
 
 
+def indexed_passage_plan(
+    n: int,
+    lengths: Sequence[int] = AUDIO_PASSAGE_SNIPPETS,
+    hops: Sequence[int] = AUDIO_PASSAGE_HOP_SNIPPETS,
+) -> list[tuple[int, npt.NDArray[np.int64]]]:
+    """(length, starts) of the sliding passages over `n` grid snippets: every length that fits,
+    else one passage over all of them (none for n = 0). The evaluation follows this too."""
+    plan = [
+        (length, passage_starts(n, length, hop)) for length, hop in zip(lengths, hops, strict=True)
+    ]
+    plan = [(length, starts) for length, starts in plan if len(starts)]
+    return plan or ([(n, np.zeros(1, np.int64))] if n > 0 else [])
+
+
 def audio_passages(
     model: LoadedModel,
     snippets: Floats,
@@ -345,14 +367,8 @@ def audio_passages(
         end = np.minimum(begin + passage_seconds(length), max(duration_s, 0.0))
         spans.append(np.stack([begin, np.maximum(end, begin)], axis=1).astype(np.float32))
 
-    longest_used = 0
-    for length, hop in zip(lengths, hops, strict=True):
-        starts = passage_starts(n, length, hop)
-        if len(starts):
-            longest_used = max(longest_used, length)
+    for length, starts in indexed_passage_plan(n, lengths, hops):
         run(length, starts)
-    if n > 0 and longest_used == 0:
-        run(n, np.zeros(1, np.int64))
     if not embeddings:
         return np.zeros((0, 2), np.float32), np.zeros((0, model.model.dims.passage_dim), np.float32)
     return np.concatenate(spans), np.concatenate(embeddings).astype(np.float32, copy=False)

@@ -28,15 +28,15 @@ import torch
 import torch.nn.functional as F
 
 from sheetaudio_gui.config import (
-    AUDIO_PASSAGE_HOP_SNIPPETS,
-    AUDIO_PASSAGE_SNIPPETS,
     AUDIO_SNIPPET_FRAMES,
     AUDIO_SNIPPET_HOP_FRAMES,
-    SCORE_WINDOW_HOP_SNIPPETS,
-    SCORE_WINDOW_SNIPPETS,
     SEARCH_RERANK_DOCUMENTS,
 )
-from sheetaudio_gui.core.encode import passage_starts, query_passage_plan
+from sheetaudio_gui.core.encode import (
+    indexed_passage_plan,
+    query_passage_plan,
+    reading_window_plan,
+)
 from sheetaudio_gui.core.errors import SheetAudioError
 from sheetaudio_gui.core.jobs import Job, Progress
 from sheetaudio_gui.core.models import PassageModel
@@ -117,33 +117,42 @@ def _summarise(
 
 
 @torch.inference_mode()
-def _system_passages(model: PassageModel, bt: BankTensors, summary: Summary) -> torch.Tensor:
-    """Every system of the bank as a sheet passage: -> (n_systems, d)."""
+def _system_snippets(model: PassageModel, bt: BankTensors) -> list[torch.Tensor]:
+    """Every system of the bank through the sheet CNN: one (windows, 32) tensor per system."""
     gen = torch.Generator().manual_seed(0)
-    out = []
+    out: list[torch.Tensor] = []
     for chunk in torch.split(torch.arange(len(bt.systems)), 64):
         sw, sl = sheet_windows(bt, chunk, gen, augment=False)
-        out.append(_summarise(model, model.sheet_snippets(sw), sl, "sheet", summary))
+        out += list(torch.split(model.sheet_snippets(sw), sl.tolist()))
+    return out
+
+
+@torch.inference_mode()
+def _system_passages(
+    model: PassageModel, per_system: list[torch.Tensor], summary: Summary
+) -> torch.Tensor:
+    """Every system as a sheet passage: -> (n_systems, d)."""
+    out = []
+    for lo in range(0, len(per_system), 64):
+        part = per_system[lo : lo + 64]
+        lengths = torch.tensor([len(t) for t in part])
+        out.append(_summarise(model, torch.cat(part), lengths, "sheet", summary))
     return torch.cat(out)
 
 
 @torch.inference_mode()
 def _reading_windows(
-    model: PassageModel, bt: BankTensors, summary: Summary
+    model: PassageModel,
+    per_system: list[torch.Tensor],
+    system_piece: npt.NDArray[np.int64],
+    summary: Summary,
 ) -> tuple[torch.Tensor, npt.NDArray[np.int64]]:
     """Every piece's sheet snippets read on across system ends, cut as the library cuts them
     (`core.encode.reading_windows`): -> (windows, d), (windows,) piece of each."""
-    gen = torch.Generator().manual_seed(0)
-    per_system: list[torch.Tensor] = []
-    for chunk in torch.split(torch.arange(len(bt.systems)), 64):
-        sw, sl = sheet_windows(bt, chunk, gen, augment=False)
-        per_system += list(torch.split(model.sheet_snippets(sw), sl.tolist()))
-    system_piece = bt.systems[:, 2].numpy()
     out, owner = [], []
     for piece in np.unique(system_piece):
         snippets = torch.cat([per_system[g] for g in np.flatnonzero(system_piece == piece)])
-        size = min(SCORE_WINDOW_SNIPPETS, len(snippets))
-        starts = passage_starts(len(snippets), size, SCORE_WINDOW_HOP_SNIPPETS)
+        size, starts = reading_window_plan(len(snippets))
         runs = torch.cat([snippets[s : s + size] for s in starts.tolist()])
         out.append(_summarise(model, runs, torch.full((len(starts),), size), "sheet", summary))
         owner += [int(piece)] * len(starts)
@@ -229,8 +238,9 @@ def piece_identification(
     rng = np.random.default_rng(seed)
     system_piece = bt.systems[:, 2].numpy()
     pieces = np.unique(system_piece)
-    sheet = _system_passages(model, bt, row.summary)  # (n_systems, d)
-    reading, reading_piece = _reading_windows(model, bt, row.summary)
+    per_system = _system_snippets(model, bt)  # the sheet CNN runs once for both
+    sheet = _system_passages(model, per_system, row.summary)  # (n_systems, d)
+    reading, reading_piece = _reading_windows(model, per_system, system_piece, row.summary)
     candidates = torch.cat([sheet, reading])  # an excerpt is matched as the library matches it
     candidate_piece = np.concatenate([system_piece, reading_piece])
     perf_snippets = [_performance_snippets(model, bt, p) for p in range(len(bt.perfs))]
@@ -257,11 +267,11 @@ def piece_identification(
     perf_columns = []  # each performance's windows are one contiguous block of columns
     for p, snippets in enumerate(perf_snippets):
         first = len(window_piece)
-        for length, starts in _indexed_passages(snippets.shape[0]):
-            emb = _runs(model, snippets, starts, length, row.summary)
+        for length, starts in indexed_passage_plan(snippets.shape[0]):  # as the library
+            emb = _runs(model, snippets, starts.tolist(), length, row.summary)
             windows.append(emb)
             window_piece += [int(bt.perfs[p, 2])] * len(emb)
-            window_start += starts
+            window_start += starts.tolist()
         perf_columns.append(slice(first, len(window_piece)))
     audio = torch.cat(windows)
     wp = np.asarray(window_piece)
@@ -288,17 +298,6 @@ def piece_identification(
         "audio_10s": _top(audio_ranks),
         "page": _top(page_ranks),
     }
-
-
-def _indexed_passages(n: int) -> list[tuple[int, list[int]]]:
-    """(length, starts) of the sliding passages the library indexes over `n` audio snippets
-    (`core.encode.audio_passages`): every configured length that fits, else one over all."""
-    plan = [
-        (length, passage_starts(n, length, hop).tolist())
-        for length, hop in zip(AUDIO_PASSAGE_SNIPPETS, AUDIO_PASSAGE_HOP_SNIPPETS, strict=True)
-    ]
-    plan = [(length, starts) for length, starts in plan if starts]
-    return plan or ([(n, [0])] if n > 0 else [])
 
 
 def _best_per_piece(
