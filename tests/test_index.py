@@ -123,6 +123,19 @@ def test_a_new_model_marks_documents_pending_and_reembeds_them(tmp_path, model, 
         assert lib.check() == []
 
 
+def test_documents_cut_another_way_are_embedded_again(tmp_path, model, recordings, monkeypatch):
+    """The stored id covers the model's weights and the way strips are cut (config)."""
+    import sheetaudio_gui.core.index as index_module
+
+    with Library(tmp_path / "lib", model) as lib:
+        run_to_end(lib.add([recordings[0]]))
+    monkeypatch.setattr(index_module, "SHEET_CUT_VERSION", index_module.SHEET_CUT_VERSION + 1)
+    with Library(tmp_path / "lib", model) as lib:
+        assert [d.state for d in lib.documents()] == ["pending"]
+        assert run_to_end(lib.add([recordings[0]])).added == [recordings[0]]
+        assert [d.state for d in lib.documents()] == ["indexed"]
+
+
 def test_removing_documents_compacts_matrices_and_keeps_the_rest_intact(
     tmp_path, model, recordings
 ):

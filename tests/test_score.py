@@ -116,6 +116,31 @@ def test_a_page_rotated_by_one_degree_gives_the_same_systems_and_its_skew(
         assert _iou(system.box, (min(xs), min(ys), max(xs), max(ys))) >= 0.8
 
 
+def test_a_page_photographed_at_an_angle_gives_every_system_with_its_own_slope(
+    chorale: tuple[Gray, SvgPage, float],
+) -> None:
+    """A phone held at an angle (keystone) fans the staff lines out: the right side of the page is
+    8 % taller than the left, so the top system's lines climb and the bottom one's fall."""
+    from sheetaudio_gui.training.augment import _homography, map_points, warp
+
+    image, truth, zoom = chorale
+    photo = warp(image, angle_deg=-0.5, keystone=(0.0, 0.08))
+    forward = _homography(image.shape, angle_deg=-0.5, keystone=(0.0, 0.08))
+    found = detect_systems(photo)
+    assert len(found) == len(truth.systems)
+    for system, svg_system in zip(found, truth.systems, strict=True):
+        x0, y0, x1, y1 = (v * zoom for v in svg_system.box)
+        middle = (y0 + y1) / 2  # the lines fan out: compare the slope at the system's middle
+        (ax, ay), (bx, by) = map_points(forward, image.shape, [(x0, middle), (x1, middle)])
+        slope = math.degrees(math.atan2(by - ay, bx - ax))
+        assert system.skew_deg == pytest.approx(slope, abs=0.25)
+        corners = map_points(forward, image.shape, [(x, y) for x in (x0, x1) for y in (y0, y1)])
+        moved = (corners[:, 0].min(), corners[:, 1].min(), corners[:, 0].max(), corners[:, 1].max())
+        assert _iou(system.box, moved) >= 0.8
+    slopes = [s.skew_deg for s in found]
+    assert slopes[0] < slopes[-1] - 1.0  # the lines really fan out on this page
+
+
 def _text_page(draw: str) -> Gray:
     """A 150-dpi A4 page of text with ruled lines: 'list' (6 rules 14 pt apart with a line of
     text between each), 'table' (5 rules 12 pt apart crossed by vertical rules, text in cells)

@@ -154,7 +154,14 @@ def cut_systems(
             x0, x1 = x_cuts[k]
             margin_spaces = 0.0
         space = system.staff_space
-        strip = system_strip(page.image, (x0, y0, x1, y1), space, margin_spaces)
+        strip = system_strip(
+            page.image,
+            (x0, y0, x1, y1),
+            space,
+            margin_spaces,
+            skew_deg=system.skew_deg,
+            pivot_x=(system.box[0] + system.box[2]) / 2,
+        )
         win = sheet_windows(strip)
         left = math.floor(x0 - margin_spaces * space)
         right = math.ceil(x1 + margin_spaces * space)

@@ -74,6 +74,7 @@ from sheetaudio_gui.config import (
     MODEL_ENV,
     MODEL_FILE,
     MODELS_DIR,
+    SHEET_CUT_VERSION,
     SQLITE_BUSY_TIMEOUT_S,
 )
 from sheetaudio_gui.core.encode import (
@@ -420,7 +421,9 @@ class Library:
 
     @property
     def model_id(self) -> str:
-        return self.model.model_id
+        """What made the embeddings: the model's weights and how score strips are cut (config).
+        Stored per document; documents made otherwise are embedded again."""
+        return f"{self.model.model_id}.cut{SHEET_CUT_VERSION}"
 
     # --- schema and transactions ---
     def _setup(self) -> None:
@@ -610,7 +613,7 @@ class Library:
             query += " WHERE kind = ?"
             args = (kind,)
         out = []
-        model_id = self._model.model_id if self._model is not None else None
+        model_id = self.model_id if self._model is not None else None
         for id_, path, k, state, error, pages, systems, duration, mid in self._db.execute(
             query + " ORDER BY path", args
         ):

@@ -8,8 +8,10 @@ Staff systems are found without any learned model, because the retrieval models 
 before anything else and must work on any engraving:
 1. ink = darkness relative to a local paper estimate (removes uneven lighting and gray paper);
 2. the page's skew is the shear angle that makes the row projection of the ink sharpest
-   (ink-weighted, so faint blurred lines count);
-3. in the deskewed page, the row projection has sharp peaks at staff lines; 5 equally spaced
+   (ink-weighted, so faint blurred lines count); on a photo taken at an angle the lines fan out,
+   so the skew is also measured in horizontal bands and, where it changes from top to bottom,
+   the page is straightened with a slope that changes with height;
+3. in the straightened page, the row projection has sharp peaks at staff lines; 5 equally spaced
    peaks (one may be missing) whose lines run together over the same columns form a staff,
    if its spaces are mostly paper, no sixth line continues it (ruled lists, tables), a stroke
    crosses it from top to bottom line (barline, clef, brace) and symbols cross its lines
@@ -54,6 +56,13 @@ SIXTH_LINE_MAX_FRACTION = 0.5
 # Local until moved to config.py: a staff carries symbols that cross its lines (clef, notes,
 # stems) over at least this many staff spaces of columns; text in a ruled table does not.
 SYMBOLS_ON_LINES_MIN_SPACES = 0.5
+# Local until moved to config.py: a photo taken at an angle (keystone) fans the staff lines out;
+# their slope is measured in this many horizontal bands of the page and modelled as changing with
+# height when it changes by at least LINE_FAN_MIN (tan) from top to bottom and that model makes
+# the row projection LINE_FAN_GAIN times sharper than one slope for the whole page.
+LINE_MODEL_BANDS = 4
+LINE_FAN_MIN = 0.005
+LINE_FAN_GAIN = 1.05
 
 # What pymupdf raises on damaged input: its own errors derive from RuntimeError or ValueError,
 # but errors of the MuPDF bindings (FzErrorFormat, FzErrorLimit, ...) reach Python unwrapped.
@@ -242,11 +251,11 @@ class Staff:
 class System:
     """A staff system: box from the top line of the top staff to the bottom line of the bottom
     staff and from the left to the right end of the staff lines (axis-aligned; it encloses the
-    lines of a skewed page), its staves top to bottom and the page skew."""
+    lines of a skewed page), its staves top to bottom and the skew of its lines."""
 
     box: Box
     staves: tuple[Staff, ...]
-    skew_deg: float = 0.0  # positive: lines descend to the right
+    skew_deg: float = 0.0  # at the system's middle; positive: lines descend to the right
 
     @property
     def staff_space(self) -> float:
@@ -285,16 +294,15 @@ def detect_systems(image: Gray) -> list[System]:
     if min(image.shape) < factor:  # a sliver narrower than one block has no staff
         return []
     ink = _ink(image, factor)
-    angle = _skew(ink)
-    sheared, shifts = _shear(ink, angle)
+    lines = _line_model(ink)
+    sheared = lines.straighten(ink)
     profile = sheared.sum(axis=1, dtype=np.float64)
     space = _staff_space(profile)
     if space is None:
         return []
     staves = _find_staves(sheared, profile, space)
     groups = _group_systems(sheared, staves)
-    tan = math.tan(angle)
-    systems = [_to_page(group, tan, shifts[0], factor, math.degrees(angle)) for group in groups]
+    systems = [_to_page(group, lines, factor) for group in groups]
     systems.sort(key=lambda s: s.box[1])
     return systems
 
@@ -337,29 +345,38 @@ def _ink(image: Gray, factor: int) -> Floats:
     return out
 
 
+def _ink_points(
+    ink: Floats, limit: int = 200_000
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Inked pixels of every other column (x, y, ink weight), at most `limit` of them."""
+    half = ink[:, ::2]
+    ys, xs = np.nonzero(half > 0.05)
+    if ys.size > limit:
+        keep = np.random.default_rng(0).choice(ys.size, limit, replace=False)
+        ys, xs = ys[keep], xs[keep]
+    weights = half[ys, xs].astype(np.float64)  # faint (blurred) lines still count
+    return xs.astype(np.float64) * 2, ys.astype(np.float64), weights
+
+
+def _sharpness(rows: npt.NDArray[np.float64], weights: npt.NDArray[np.float64]) -> float:
+    """Sum of squared row-projection values: large when staff lines fall into single rows."""
+    r = np.round(rows).astype(np.int64)
+    counts = np.bincount(r - r.min(initial=0), weights=weights)
+    return float((counts * counts).sum())
+
+
 def _skew(ink: Floats) -> float:
     """Skew angle (radians) whose shear makes the row projection of ink the sharpest.
 
     Sharpness is the sum of squared projection values; staff lines dominate it when aligned.
     Coarse-to-fine search over +-MAX_SKEW_DEG.
     """
-    half = ink[:, ::2]
-    ys, xs = np.nonzero(half > 0.05)
-    if ys.size < 100:
+    xf, yf, weights = _ink_points(ink)
+    if yf.size < 100:
         return 0.0
-    if ys.size > 200_000:
-        keep = np.random.default_rng(0).choice(ys.size, 200_000, replace=False)
-        ys, xs = ys[keep], xs[keep]
-    weights = half[ys, xs].astype(np.float64)  # faint (blurred) lines still count
-    xf = xs.astype(np.float64) * 2
-    yf = ys.astype(np.float64)
-    h = ink.shape[0]
-    pad = int(math.ceil(ink.shape[1] * math.tan(math.radians(MAX_SKEW_DEG)))) + 1
 
     def sharpness(deg: float) -> float:
-        rows = np.round(yf - xf * math.tan(math.radians(deg))).astype(np.int64) + pad
-        counts = np.bincount(rows, weights=weights, minlength=h + 2 * pad)
-        return float((counts * counts).sum())
+        return _sharpness(yf - xf * math.tan(math.radians(deg)), weights)
 
     best = 0.0
     for step in (0.5, 0.1, 0.025):
@@ -367,10 +384,122 @@ def _skew(ink: Floats) -> float:
         candidates = np.arange(
             lo, (MAX_SKEW_DEG if step == 0.5 else best + 2.5 * step) + 1e-9, step
         )
-        candidates = candidates[np.abs(candidates) <= MAX_SKEW_DEG + 1e-9]  # pad covers only these
+        candidates = candidates[np.abs(candidates) <= MAX_SKEW_DEG + 1e-9]
         scores = [sharpness(float(d)) for d in candidates]
         best = float(candidates[int(np.argmax(scores))])
     return math.radians(best)
+
+
+@dataclass(frozen=True)
+class _LineModel:
+    """How staff lines run in the working frame, and the straightened frame they run flat in.
+
+    The line whose straightened row is r runs at input row
+    `mid_y + c (1 + dx t1) + dx t0`, with c = r + top and dx = x - mid_x: slope t0 + t1 c. A turned
+    page (scan) has t1 = 0, one slope for all lines; a page photographed at an angle (keystone)
+    has lines that fan out, their slope changing from the top of the page to the bottom.
+    """
+
+    t0: float
+    t1: float
+    mid_x: float
+    mid_y: float
+    top: float  # c of straightened row 0
+    height: int  # rows of the straightened frame
+
+    def input_row(self, r: float, x: float) -> float:
+        c, dx = r + self.top, x - self.mid_x
+        return self.mid_y + c * (1.0 + dx * self.t1) + dx * self.t0
+
+    def slope_deg(self, r: float) -> float:
+        """The direction of the line at straightened row r (positive: descends to the right)."""
+        return math.degrees(math.atan(self.t0 + self.t1 * (r + self.top)))
+
+    def straighten(self, ink: Floats) -> Floats:
+        """The ink resampled so that every staff line runs along one row."""
+        if self.t1 == 0.0:  # one slope: whole-pixel column shifts, as exact as the ink
+            return _shear(ink, math.atan(self.t0))[0]
+        w = ink.shape[1]
+        x = np.arange(w, dtype=np.float64)
+        dx = x - self.mid_x
+        c = np.arange(self.height, dtype=np.float64)[:, None] + self.top
+        src = self.mid_y + c * (1.0 + dx[None, :] * self.t1) + (dx * self.t0)[None, :]
+        cols = np.broadcast_to(x[None, :], src.shape)
+        out: Floats = ndimage.map_coordinates(ink, [src, cols], order=1, cval=0.0).astype(
+            np.float32
+        )
+        return out
+
+
+def _uniform_lines(ink: Floats, angle: float) -> _LineModel:
+    """The model of a page turned by `angle` (radians), straightened by `_shear`'s column shifts:
+    row r at column x is input row r + x tan + offset, offset = -(largest shift)."""
+    tan = math.tan(angle)
+    h, w = ink.shape
+    shifts = np.round(np.arange(w) * tan).astype(np.int64)
+    offset = -float(shifts.max())
+    mid_x, mid_y = w / 2.0, h / 2.0
+    # r + x tan + offset = mid_y + (r + top) + (x - mid_x) tan  =>  top = offset + mid_x tan - mid_y
+    height = h + int(shifts.max() - shifts.min())
+    return _LineModel(tan, 0.0, mid_x, mid_y, offset + mid_x * tan - mid_y, height)
+
+
+def _line_model(ink: Floats) -> _LineModel:
+    """Fit how the staff lines run: one slope (turned page), or slopes that change from the top to
+    the bottom of the page (a photo at an angle), whichever aligns the ink better.
+
+    The page's slope comes from `_skew`; the slopes of LINE_MODEL_BANDS horizontal bands, each
+    found the same way, give the change with height (least squares, weighted by ink). The fanning
+    model is kept only when it makes the row projection clearly sharper, so pages whose lines are
+    parallel are straightened exactly as before.
+    """
+    angle = _skew(ink)
+    uniform = _uniform_lines(ink, angle)
+    h, w = ink.shape
+    centres, slopes, weights = [], [], []
+    for k in range(LINE_MODEL_BANDS):
+        lo, hi = k * h // LINE_MODEL_BANDS, (k + 1) * h // LINE_MODEL_BANDS
+        band = ink[lo:hi]
+        amount = float(band.sum())
+        if amount <= 0.0:
+            continue
+        centres.append((lo + hi) / 2.0 - h / 2.0)
+        slopes.append(math.tan(_skew(band)))
+        weights.append(amount)
+    if len(centres) < 2:
+        return uniform
+    t1, t0 = np.polyfit(np.array(centres), np.array(slopes), 1, w=np.sqrt(np.array(weights)))
+    if abs(t1) * h < LINE_FAN_MIN:
+        return uniform
+    xf, yf, wts = _ink_points(ink, 100_000)
+    mid_x, mid_y = w / 2.0, h / 2.0
+    dx, dy = xf - mid_x, yf - mid_y
+
+    def sharpness(t0: float, t1: float) -> float:
+        return _sharpness((dy - dx * t0) / (1.0 + dx * t1), wts)
+
+    # the bands see few lines each: refine both terms on the whole page, coarse to fine
+    best = sharpness(t0, t1)
+    for step0, step1 in ((0.004, 0.01 / h), (0.001, 0.0025 / h)):
+        grid = [(t0 + i * step0, t1 + j * step1) for i in range(-2, 3) for j in range(-2, 3)]
+        scores = [sharpness(a, b) for a, b in grid]
+        k = int(np.argmax(scores))
+        if scores[k] > best:
+            best, (t0, t1) = scores[k], grid[k]
+    if abs(t1) * h < LINE_FAN_MIN or best < LINE_FAN_GAIN * _sharpness(
+        yf - xf * math.tan(angle), wts
+    ):
+        return uniform
+    # the straightened frame spans the c of the page's four corners
+    corners = [
+        ((y - mid_y) - (x - mid_x) * t0) / (1.0 + (x - mid_x) * t1)
+        for x in (0.0, float(w))
+        for y in (0.0, float(h))
+    ]
+    top = math.floor(min(corners))
+    return _LineModel(
+        float(t0), float(t1), mid_x, mid_y, float(top), int(math.ceil(max(corners))) - top
+    )
 
 
 def _shear(ink: Floats, angle: float) -> tuple[Floats, npt.NDArray[np.int64]]:
@@ -667,28 +796,22 @@ def _connected(sheared: Floats, upper: _RawStaff, lower: _RawStaff) -> bool:
     return bool(covered.mean() >= 0.9)
 
 
-def _to_page(
-    group: list[_RawStaff], tan: float, offset: int, factor: int, skew_deg: float
-) -> System:
-    """Map staves from the working frame back to input pixels (undo shear and downsampling).
-
-    Sheared row r' at column x is input row r' + shifts[x], with shifts[x] = round(x tan) + offset;
-    with the continuous convention we use x tan + offset.
-    """
+def _to_page(group: list[_RawStaff], lines: _LineModel, factor: int) -> System:
+    """Map staves from the working frame back to input pixels (undo straightening and
+    downsampling). The system's skew is the slope of its lines at its middle."""
     staves = []
     for raw in group:
         xc = (raw.x0 + raw.x1) / 2
-        lines = tuple((y + xc * tan + offset) * factor for y in raw.lines)
-        staves.append(Staff(lines, raw.x0 * factor, raw.x1 * factor))
+        ys = tuple(lines.input_row(y, xc) * factor for y in raw.lines)
+        staves.append(Staff(ys, raw.x0 * factor, raw.x1 * factor))
     x0 = min(s.x0 for s in staves)
     x1 = max(s.x1 for s in staves)
     top_staff, bottom_staff = group[0], group[-1]
-    ys_top = [
-        (top_staff.lines[0] + x * tan + offset) * factor for x in (top_staff.x0, top_staff.x1)
-    ]
+    ys_top = [lines.input_row(top_staff.lines[0], x) * factor for x in (top_staff.x0, top_staff.x1)]
     ys_bot = [
-        (bottom_staff.lines[-1] + x * tan + offset) * factor
+        lines.input_row(bottom_staff.lines[-1], x) * factor
         for x in (bottom_staff.x0, bottom_staff.x1)
     ]
     box = (float(x0), min(ys_top), float(x1), max(ys_bot))
-    return System(box, tuple(staves), skew_deg)
+    middle = (top_staff.lines[0] + bottom_staff.lines[-1]) / 2
+    return System(box, tuple(staves), lines.slope_deg(middle))

@@ -26,8 +26,12 @@ from sheetaudio_gui.config import (
 )
 
 PAPER = 255  # value of blank paper in grayscale pages and strips
+PAPER_BLOCK_PX = 32  # strip columns per paper-level estimate (`whiten_paper`)
+PAPER_PERCENTILE = 90  # a strip block is mostly paper: this percentile of it is the paper level
+PAPER_MIN_LEVEL = 96  # darker "paper" is ink-filled, not paper: never brighten by more than this
 
 Box = tuple[float, float, float, float]
+Ints = npt.NDArray[np.int64]
 
 
 def strip_scale(staff_space_px: float) -> float:
@@ -43,6 +47,8 @@ def system_strip(
     staff_space_px: float,
     margin_spaces: float = 1.0,
     height: int = SHEET_SNIPPET_HEIGHT_PX,
+    skew_deg: float = 0.0,
+    pivot_x: float | None = None,
 ) -> npt.NDArray[np.uint8]:
     """Cut and normalise one staff system: (H, W) page -> (height, w) strip, paper = 255.
 
@@ -51,6 +57,13 @@ def system_strip(
     reaches `margin_spaces` staff spaces left and right of it (clefs and the final barline stay in).
     Areas outside the page are paper. Training asks for a taller `height` so that vertical
     shift and scale augmentation has real page content to move into view.
+
+    On a skewed page (a scan or photo turned by `skew_deg`, positive when lines descend to the
+    right) the cut follows the lines: each page column is taken from rows shifted by
+    (x - pivot_x) * tan(skew), so that staff lines run straight along the strip. Without this a
+    2 degree turn moves the ends of a wide system by about two staff spaces, which the CNN reads as
+    other pitches. `pivot_x` is where the box's vertical middle lies on the lines (default: the
+    box's horizontal middle; pass the whole system's middle when `box` is a part of it).
     """
     scale = strip_scale(staff_space_px)  # strip px per page px
     x0, y0, x1, y1 = box
@@ -61,10 +74,46 @@ def system_strip(
     bottom = int(np.ceil(centre + src_h / 2.0))
     left = int(np.floor(x0 - margin))
     right = int(np.ceil(x1 + margin))
-    region = _crop_with_paper(page, top, bottom, left, right)
-    out_h = height
+    pivot = (x0 + x1) / 2.0 if pivot_x is None else pivot_x
+    shifts = np.round((np.arange(left, right) + 0.5 - pivot) * np.tan(np.radians(skew_deg)))
+    region = _sheared_crop(page, top, bottom, left, right, shifts.astype(np.int64))
     out_w = max(1, int(round((right - left) * scale)))
-    return _resize(region, out_h, out_w)
+    return whiten_paper(_resize(region, height, out_w))
+
+
+def whiten_paper(strip: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """Scale each column so that the paper reads 255, as on a rendered PDF.
+
+    Scans and photos show grey, unevenly lit paper; the CNN, trained on rendered pages, would read
+    that grey as faint ink everywhere. The paper level is a high percentile of blocks of columns
+    (a strip is mostly paper), interpolated between block centres. A strip whose paper is
+    already white (a rendered page) comes back unchanged.
+    """
+    w = strip.shape[1]
+    starts = np.arange(0, w, PAPER_BLOCK_PX)
+    levels = np.array(
+        [np.percentile(strip[:, a : a + PAPER_BLOCK_PX], PAPER_PERCENTILE) for a in starts]
+    )
+    if levels.min() >= PAPER:
+        return strip
+    centres = starts + np.minimum(PAPER_BLOCK_PX, w - starts) / 2.0
+    paper = np.interp(np.arange(w) + 0.5, centres, np.maximum(levels, PAPER_MIN_LEVEL))
+    out: npt.NDArray[np.uint8] = np.clip(
+        np.round(strip * (PAPER / paper)[None, :]), 0, PAPER
+    ).astype(np.uint8)
+    return out
+
+
+def _sheared_crop(
+    page: npt.NDArray[np.uint8], top: int, bottom: int, left: int, right: int, shifts: Ints
+) -> npt.NDArray[np.uint8]:
+    """Crop rows [top + s, bottom + s) of every column x in [left, right), s = its shift."""
+    lo, hi = int(shifts.min(initial=0)), int(shifts.max(initial=0))
+    tall = _crop_with_paper(page, top + lo, bottom + hi, left, right)
+    if lo == hi:
+        return tall
+    rows = np.arange(bottom - top)[:, None] + (shifts - lo)[None, :]
+    return np.take_along_axis(tall, rows, axis=0)
 
 
 def _crop_with_paper(

@@ -44,7 +44,8 @@ from sheetaudio_gui.training.corpus_format import (
 log = logging.getLogger(__name__)
 
 BANK_VERSION = 2
-PAGE_VARIANT_VERSION = 2  # degraded-page banks: 2 = true boxes move with the page geometry
+PAGE_VARIANT_VERSION = 3  # degraded-page banks: 2 = true boxes move with the page geometry,
+# 3 = detection of fanning lines (photos), strips along each system's skew with whitened paper
 BANK_STRIP_PAD_PX = 8  # extra rows above and below the 80-row window band (halved strip px)
 BANK_STRIP_HEIGHT = SHEET_SNIPPET_HEIGHT_PX + 2 * BANK_STRIP_PAD_PX
 STRIP_MARGIN_SPACES = 1.0  # staff spaces kept left and right of the staff lines
@@ -131,22 +132,26 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+Detected = tuple[tuple[float, float, float, float], float, float]  # box, staff space, skew (deg)
+
+
 def _detected_systems(
     image: npt.NDArray[np.uint8], truth: Sequence[tuple[float, ...]]
-) -> tuple[list[tuple[tuple[float, float, float, float], float] | None], int]:
-    """Per true system box, the detected system (box, staff space) it overlaps most (IoU >= 0.5),
-    or None; and how many true systems the detector missed."""
+) -> tuple[list[Detected | None], int, float]:
+    """Per true system box, the detected system (box, staff space, skew) it overlaps most
+    (IoU >= 0.5), or None; how many true systems the detector missed; the page's skew."""
     from sheetaudio_gui.core.score import detect_systems
 
     found = detect_systems(image)
-    out: list[tuple[tuple[float, float, float, float], float] | None] = []
+    out: list[Detected | None] = []
     for box in truth:
         best = max(found, key=lambda s: _iou(s.box, box), default=None)
         if best is not None and _iou(best.box, box) >= 0.5:
-            out.append((best.box, best.staff_space))
+            out.append((best.box, best.staff_space, best.skew_deg))
         else:
             out.append(None)
-    return out, sum(1 for o in out if o is None)
+    page_skew = found[0].skew_deg if found else 0.0
+    return out, sum(1 for o in out if o is None), page_skew
 
 
 def _variant_spectrogram(
@@ -176,7 +181,8 @@ def _piece_arrays(piece: CorpusPiece, piece_no: int, variant: Variant = CLEAN) -
     pages = {p.index: p for p in piece.pages}
     images = {i: piece.page_image(i) for i in pages}
     rng = np.random.default_rng([variant.seed, piece_no])
-    detected: dict[int, list[tuple[tuple[float, float, float, float], float] | None]] = {}
+    detected: dict[int, list[Detected | None]] = {}
+    page_skew: dict[int, float] = {}
     moved: dict[int, Callable[[tuple[float, ...]], tuple[float, float, float, float]]] = {}
     missed = 0
     if variant.page is not None:
@@ -188,7 +194,7 @@ def _piece_arrays(piece: CorpusPiece, piece_no: int, variant: Variant = CLEAN) -
             # the true boxes move with the ink (rotation, perspective): compare in the new page
             moved[i] = functools.partial(map_box, forward, (shape[0], shape[1]))
             truth = [moved[i](s.box) for s in pages[i].systems]
-            detected[i], miss = _detected_systems(images[i], truth)
+            detected[i], miss, page_skew[i] = _detected_systems(images[i], truth)
             missed += miss
     for ref in piece.systems:
         page = pages[ref.page]
@@ -196,12 +202,18 @@ def _piece_arrays(piece: CorpusPiece, piece_no: int, variant: Variant = CLEAN) -
         box = system.box
         space = staff_space([st.lines_y for st in system.staves])
         found = detected.get(ref.page, [None] * len(page.systems))[ref.index_on_page]
+        skew = page_skew.get(ref.page, 0.0)
         if found is not None:
-            box, space = found
+            box, space, skew = found
         elif ref.page in moved:  # missed by the detector: cut at the moved true box
             box = moved[ref.page](box)
         strip = system_strip(
-            images[ref.page], box, space, STRIP_MARGIN_SPACES, height=BANK_STRIP_HEIGHT
+            images[ref.page],
+            box,
+            space,
+            STRIP_MARGIN_SPACES,
+            height=BANK_STRIP_HEIGHT,
+            skew_deg=skew,
         )
         strips.append(strip)
         scale = strip_scale(space)
