@@ -11,7 +11,7 @@ from test_training import synthetic_bank
 from sheetaudio_gui.core import snippets
 from sheetaudio_gui.training.bank import BANK_STRIP_PAD_PX, Bank
 from sheetaudio_gui.training.batches import BankTensors, sheet_windows
-from sheetaudio_gui.training.crops import crop_index, crop_rows
+from sheetaudio_gui.training.crops import across_rows, crop_index, crop_rows
 
 
 def evenly_played(bank: Bank, backwards: set[int] = frozenset()) -> Bank:
@@ -113,3 +113,111 @@ def test_a_stage_trains_on_crops(tmp_path):
         pass
     state = torch.load(tmp_path / "gru" / "last.pt", weights_only=True)
     assert state["step"] == 2 and state["config"]["crops"] == 1.0
+
+
+def read_on_bank() -> Bank:
+    """Three pieces of 2-3 wide systems, each played once straight through, evenly (forty
+    noteheads per system); piece C's performance repeats its first system before going on.
+
+    systems 0 1 2 (piece A, performance 0), 3 4 (piece B, performance 1),
+    5 6 (piece C, performance 2: plays 5, 5 again, then 6)."""
+    bank = wide_bank()
+    pieces = [0, 0, 0, 1, 1, 2, 2]
+    systems = bank.systems[:7].copy()
+    systems[:, 2] = pieces
+    plays = {0: [0, 1, 2], 1: [3, 4], 2: [5, 5, 6]}
+    frames_per_system = 300
+    perfs, passages, notes, offset = [], [], [], 0
+    for perf, order in plays.items():
+        total = frames_per_system * len(order)
+        perfs.append((offset, total, pieces[order[0]]))
+        for k, system in enumerate(order):
+            f0 = k * frames_per_system
+            passages.append((system, perf, f0, f0 + frames_per_system))
+            width = int(systems[system, 1])
+            for j in range(40):
+                x = (j + 0.5) * width / 40
+                notes.append((system, int(x), perf, int(f0 + (j + 0.5) * frames_per_system / 40)))
+        offset += total
+    specs = np.random.default_rng(3).random((92, offset)).astype(np.float16)
+    return dataclasses.replace(
+        bank,
+        systems=systems,
+        specs=specs,
+        perfs=np.asarray(perfs, dtype=np.int64),
+        passages=np.asarray(passages, dtype=np.int64),
+        notes=np.asarray(notes, dtype=np.int64),
+    )
+
+
+def test_a_play_is_followed_by_the_next_systems_play_only_when_it_comes_right_after_it():
+    bt = BankTensors.from_bank(read_on_bank())
+    # rows: 0-2 piece A, 3-4 piece B, 5 = first play of 5, 6 = its repeat, 7 = system 6
+    assert crop_index(bt).following.tolist() == [1, 2, -1, 4, -1, -1, 7, -1]
+
+
+def test_a_pair_across_a_system_end_gets_the_frames_from_its_tail_to_the_next_systems_head():
+    bank = read_on_bank()
+    bt = BankTensors.from_bank(bank)
+    rows = torch.tensor([0, 1, 3, 6] * 5)
+    cut = across_rows(bt, crop_index(bt), rows, 1.0, torch.Generator().manual_seed(0))
+    assert bool(cut.use.all())
+    widths = torch.from_numpy(bank.systems[:, 1]).float()
+    first = torch.from_numpy(bank.passages[rows.numpy(), 0])
+    second = torch.from_numpy(bank.passages[cut.next_row.numpy(), 0])
+    assert (second == first + 1).all()
+    start = torch.from_numpy(bank.passages[rows.numpy(), 2]).float()
+    # evenly played: x maps linearly to the frames of each system's play (300 frames)
+    expected0 = start + cut.x0 / widths[first] * 300
+    expected1 = start + 300 + cut.x1 / widths[second] * 300
+    assert float((cut.f0 - expected0).abs().max()) <= 10
+    assert float((cut.f1 - expected1).abs().max()) <= 10
+    tail = torch.round((widths[first] - cut.x0 - 90) / 81) + 1
+    head = torch.round((cut.x1 - 90) / 81) + 1
+    assert bool((tail >= 1).all() and (head >= 1).all())
+    assert set((tail + head).long().tolist()) <= set(range(4, 11))
+
+
+def test_pairs_that_share_a_system_are_no_negatives_of_each_other():
+    from sheetaudio_gui.training.train import _across_segments
+
+    bank = read_on_bank()
+    bt = BankTensors.from_bank(bank)
+    picked = torch.tensor([0, 1, 3])  # systems 0, 1, 3; the first is cut across 0 -> 1
+    rows = bt.passages[picked]
+    cut = across_rows(bt, crop_index(bt), picked, 1.0, torch.Generator().manual_seed(1))
+    cut = dataclasses.replace(cut, use=torch.tensor([True, False, False]))
+    x0, x1 = torch.zeros(3), torch.from_numpy(bank.systems[[0, 1, 3], 1]).float()
+    segments, (sx0, sx1), lengths_of, exclude = _across_segments(bt, rows, cut, x0, x1)
+    assert segments.tolist() == [0, 1, 1, 3]  # the pair across 0 -> 1 is two segments in a row
+    assert sx0[1] == 0.0 and sx1[1] == cut.x1[0]
+    assert lengths_of(torch.tensor([2, 3, 5, 6])).tolist() == [5, 5, 6]
+    assert exclude.tolist() == [[False, True, False], [True, False, False], [False, False, False]]
+
+
+def test_excluded_negatives_do_not_count_in_either_loss():
+    from sheetaudio_gui.training.train import infonce_loss, ranking_loss
+
+    a = torch.randn(4, 8)
+    b = torch.randn(4, 8)
+    everything = ~torch.eye(4, dtype=torch.bool)
+    assert float(infonce_loss(a, b, 0.05, everything)) == 0.0
+    assert float(ranking_loss(a, b, 0.5, everything)) == 0.0
+    assert float(infonce_loss(a, b, 0.05)) > 0.0
+
+
+def test_a_stage_trains_on_pairs_across_system_ends(tmp_path):
+    from test_training import TINY
+
+    from sheetaudio_gui.training.train import stage_config, train_on_banks
+
+    bt = BankTensors.from_bank(read_on_bank())
+    bv = BankTensors.from_bank(synthetic_bank(8, seed=1))
+    snippet = stage_config("snippet", 1, "cpu", seed=0, batch=4, eval_every=100)
+    for _ in train_on_banks(bt, bv, tmp_path, snippet, TINY):
+        pass
+    cfg = stage_config("gru", 2, "cpu", seed=0, batch=4, eval_every=100, across=1.0)
+    for _ in train_on_banks(bt, bv, tmp_path, cfg):
+        pass
+    state = torch.load(tmp_path / "gru" / "last.pt", weights_only=True)
+    assert state["step"] == 2 and state["config"]["across"] == 1.0

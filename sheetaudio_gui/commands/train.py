@@ -61,6 +61,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(queries in a library start and end anywhere, not at system edges); default 0",
     )
     parser.add_argument(
+        "--across",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share (0-1) of passage pairs cut across a system end: the tail of one system and "
+        "the head of the next with the audio that plays them (a library reads on across "
+        "system ends); default 0",
+    )
+    parser.add_argument(
         "--per-piece",
         type=int,
         default=1,
@@ -83,6 +92,8 @@ def train_command(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.crops <= 1.0:
         raise SheetAudioError(f"--crops must be a share between 0 and 1, not {args.crops}")
+    if not 0.0 <= args.across <= 1.0:
+        raise SheetAudioError(f"--across must be a share between 0 and 1, not {args.across}")
     if args.per_piece < 1:
         raise SheetAudioError(f"--per-piece must be at least 1, not {args.per_piece}")
     dims = None
@@ -95,6 +106,7 @@ def train_command(args: argparse.Namespace) -> int:
             "loss": args.loss,
             "domain": args.augment == "domain",
             "crops": args.crops,
+            "across": args.across,
             "per_piece": args.per_piece,
         }
         if args.init:

@@ -23,6 +23,8 @@ from sheetaudio_gui.config import (
 from sheetaudio_gui.training.batches import BankTensors
 
 CROP_WINDOWS = (3, 10)  # sheet windows per crop, drawn uniformly up to one less than the system
+ACROSS_WINDOWS = (4, 10)  # sheet windows of a pair cut across a system end (both systems' parts)
+FOLLOW_GAP_FRAMES = 20  # a next system's play starting within 1 s of this one's end follows it
 MIN_CROP_NOTES = 4  # a system play with fewer aligned noteheads is never cropped
 BACKWARD_JUMP = 0.25  # a play whose onsets jump back by this share of the width (a repeat
 # inside the system) has no monotonic x -> time map: it is never cropped
@@ -37,6 +39,9 @@ class CropIndex:
     notes: Ints  # (n, 4) the bank's notes (system, x, performance, frame), sorted by play and time
     start: Ints  # (n_passages,) first row in `notes` of the passage's noteheads
     stop: Ints  # (n_passages,) end row
+    # (n_passages,) the passage row in which the same performance plays the piece's next system
+    # right after this one (reading on across the system end), or -1 (last system, a repeat)
+    following: Ints
 
 
 def crop_index(bt: BankTensors) -> CropIndex:
@@ -51,7 +56,26 @@ def crop_index(bt: BankTensors) -> CropIndex:
     play = (passages[:, 0] * n_perfs + passages[:, 1]) * big
     start = np.searchsorted(key, play + passages[:, 2], side="left")
     stop = np.searchsorted(key, play + passages[:, 3], side="left")
-    return CropIndex(notes[order], start.astype(np.int64), stop.astype(np.int64))
+    following = _following_plays(passages, bt.systems[:, 2].cpu().numpy().astype(np.int64))
+    return CropIndex(notes[order], start.astype(np.int64), stop.astype(np.int64), following)
+
+
+def _following_plays(passages: Ints, piece_of_system: Ints) -> Ints:
+    """For each passage row, the row of the next system's play that starts within
+    FOLLOW_GAP_FRAMES of its end in the same performance, or -1."""
+    starts: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for row, (system, perf, f0, _) in enumerate(passages.tolist()):
+        starts.setdefault((system, perf), []).append((f0, row))
+    out = np.full(len(passages), -1, dtype=np.int64)
+    n_systems = len(piece_of_system)
+    for row, (system, perf, _, f1) in enumerate(passages.tolist()):
+        nxt = system + 1
+        if nxt >= n_systems or piece_of_system[nxt] != piece_of_system[system]:
+            continue
+        near = [(abs(f0 - f1), r) for f0, r in starts.get((nxt, perf), [])]
+        if near and min(near)[0] <= FOLLOW_GAP_FRAMES:
+            out[row] = min(near)[1]
+    return out
 
 
 def crop_rows(
@@ -94,3 +118,88 @@ def crop_rows(
         out[i] = (x0, x0 + crop_w, np.floor(g0), np.ceil(g1))
     t = torch.from_numpy(out)
     return t[:, 0].float(), t[:, 1].float(), t[:, 2].long(), t[:, 3].long()
+
+
+@dataclass(frozen=True)
+class Across:
+    """Pairs cut across a system end: the tail of the row's system from x0, the head of the next
+    system up to x1, and the frames [f0, f1) that play them (only where `use`)."""
+
+    use: torch.Tensor  # (batch,) bool
+    next_row: torch.Tensor  # (batch,) passage row of the next system's play (-1 where not used)
+    x0: torch.Tensor  # (batch,) float, strip px in the row's system
+    x1: torch.Tensor  # (batch,) float, strip px in the next system
+    f0: torch.Tensor  # (batch,) int64
+    f1: torch.Tensor  # (batch,) int64
+
+
+def _x_to_frame(index: CropIndex, row: int, f0: int, f1: int, width: float, x: float) -> float:
+    """The frame at which strip x of a passage row is played (noteheads' x -> onset, monotonic)."""
+    struck = index.notes[index.start[row] : index.stop[row]]
+    xs = struck[:, 1].astype(np.float64)
+    by_x = np.argsort(xs, kind="stable")
+    px = np.concatenate([[0.0], xs[by_x], [width]])
+    pf = np.maximum.accumulate(np.concatenate([[f0], struck[by_x, 3].astype(np.float64), [f1]]))
+    return float(np.interp(x, px, pf))
+
+
+def _playable(index: CropIndex, row: int, width: float) -> bool:
+    """Enough noteheads, played left to right (no repeat inside the system)."""
+    struck = index.notes[index.start[row] : index.stop[row]]
+    if len(struck) < MIN_CROP_NOTES:
+        return False
+    return not np.any(np.diff(struck[:, 1].astype(np.float64)) < -BACKWARD_JUMP * width)
+
+
+def across_rows(
+    bt: BankTensors, index: CropIndex, rows: torch.Tensor, fraction: float, gen: torch.Generator
+) -> Across:
+    """Cut about `fraction` of the passage rows across the end of their system.
+
+    A library reads a score on across system and page ends (reading windows) and a 10 s excerpt
+    usually spans two systems; pairs cut only within systems never show the model such a
+    passage. Here ACROSS_WINDOWS sheet windows are split between the tail of the system and the
+    head of the next one, and the frames come from the notehead <-> onset alignment of both
+    plays. Rows without a following play (last system, a repeat) stay as they are.
+    """
+    passages = bt.passages.cpu().numpy().astype(np.int64)
+    widths = bt.systems[:, 1].cpu().numpy().astype(np.float64)
+    draws = torch.rand(len(rows), 3, generator=gen).numpy()
+    lo, hi = ACROSS_WINDOWS
+    n = len(rows)
+    use = np.zeros(n, dtype=bool)
+    out = np.zeros((n, 5), dtype=np.float64)  # next_row, x0, x1, f0, f1
+    out[:, 0] = -1
+    for i, (row, (pick, length_u, split_u)) in enumerate(zip(rows.tolist(), draws, strict=True)):
+        nxt = int(index.following[row])
+        if pick >= fraction or nxt < 0:
+            continue
+        s, _, f0, f1 = passages[row]
+        t, _, g0, g1 = passages[nxt]
+        w_s, w_t = widths[s], widths[t]
+        if not (_playable(index, row, w_s) and _playable(index, nxt, w_t)):
+            continue
+        fits_s = 1 + int(max(w_s - SHEET_SNIPPET_WIDTH_PX, 0) // SHEET_SNIPPET_HOP_PX)
+        fits_t = 1 + int(max(w_t - SHEET_SNIPPET_WIDTH_PX, 0) // SHEET_SNIPPET_HOP_PX)
+        total = min(lo + int(length_u * (hi - lo + 1)), fits_s + fits_t)
+        if total < 2:
+            continue
+        tail = min(max(1, int(round(split_u * total))), total - 1, fits_s)
+        head = min(total - tail, fits_t)
+        x0 = max(w_s - ((tail - 1) * SHEET_SNIPPET_HOP_PX + SHEET_SNIPPET_WIDTH_PX), 0.0)
+        x1 = min((head - 1) * SHEET_SNIPPET_HOP_PX + SHEET_SNIPPET_WIDTH_PX, w_t)
+        a = _x_to_frame(index, row, int(f0), int(f1), w_s, x0)
+        b = _x_to_frame(index, nxt, int(g0), int(g1), w_t, x1)
+        if b - a < AUDIO_SNIPPET_FRAMES:
+            continue
+        use[i] = True
+        out[i] = (nxt, x0, x1, np.floor(a), np.ceil(b))
+    t_out = torch.from_numpy(out)
+    return Across(
+        torch.from_numpy(use),
+        t_out[:, 0].long(),
+        t_out[:, 1].float(),
+        t_out[:, 2].float(),
+        t_out[:, 3].long(),
+        t_out[:, 4].long(),
+    )

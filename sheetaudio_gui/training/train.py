@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ from sheetaudio_gui.training.batches import (
     sample_passages,
     sheet_windows,
 )
-from sheetaudio_gui.training.crops import CropIndex, crop_index, crop_rows
+from sheetaudio_gui.training.crops import Across, CropIndex, across_rows, crop_index, crop_rows
 from sheetaudio_gui.training.evaluate import (
     Summary,
     embed_rows,
@@ -84,44 +85,57 @@ class StageConfig:
     device: str = "cpu"
     loss: str = "hinge"  # "hinge" (the papers') or "infonce" (softmax over the batch)
     crops: float = 0.0  # share of passage pairs cut as aligned sub-system crops (crops.py)
+    across: float = 0.0  # share of passage pairs cut across a system end (crops.across_rows)
     domain: bool = False  # domain randomisation of fonts and piano sounds (batches.py)
     init: str = ""  # weights file the stage starts from instead of the previous stage's best.pt
     per_piece: int = 1  # systems of one piece drawn together into a batch (hard negatives)
 
 
-def ranking_loss(a: torch.Tensor, b: torch.Tensor, margin: float) -> torch.Tensor:
+def ranking_loss(
+    a: torch.Tensor, b: torch.Tensor, margin: float, exclude: torch.Tensor | None = None
+) -> torch.Tensor:
     """Hinge ranking loss with in-batch negatives on cosine similarity: (n, d), (n, d) -> ().
 
     For every pair, every other item of the batch is a negative in both directions; the loss is
     the sum over negatives of max(0, margin - s(pos) + s(neg)), averaged over the pairs.
+    `exclude` ((n, n) bool) marks items that are no negatives of each other (they share music).
     """
     a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
     sim = a @ b.T
     pos = sim.diag()
     off = ~torch.eye(len(a), dtype=torch.bool, device=a.device)
+    if exclude is not None:
+        off = off & ~exclude
     cost_a = (margin - pos[:, None] + sim).clamp_min(0) * off  # anchor a_i, negatives b_j
     cost_b = (margin - pos[None, :] + sim).clamp_min(0) * off  # anchor b_j, negatives a_i
     return (cost_a.sum() + cost_b.sum()) / len(a)
 
 
-def infonce_loss(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+def infonce_loss(
+    a: torch.Tensor, b: torch.Tensor, temperature: float, exclude: torch.Tensor | None = None
+) -> torch.Tensor:
     """Symmetric InfoNCE on cosine similarity: (n, d), (n, d) -> ().
 
     Each item must pick its partner among all items of the other modality in the batch (softmax
     cross-entropy both ways). Unlike the summed hinge, whose negatives stop counting once they are
     `margin` below the positive, it keeps pushing the hardest negatives: what R@1 rewards.
+    `exclude` ((n, n) bool, diagonal False) removes items that share music from the negatives.
     """
     a, b = F.normalize(a, dim=1), F.normalize(b, dim=1)
     logits = a @ b.T / temperature
+    if exclude is not None:
+        logits = logits.masked_fill(exclude, float("-inf"))
     target = torch.arange(len(a), device=a.device)
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
-def pair_loss(a: torch.Tensor, b: torch.Tensor, cfg: StageConfig) -> torch.Tensor:
+def pair_loss(
+    a: torch.Tensor, b: torch.Tensor, cfg: StageConfig, exclude: torch.Tensor | None = None
+) -> torch.Tensor:
     """The stage's configured loss between paired embeddings."""
     if cfg.loss == "infonce":
-        return infonce_loss(a, b, INFONCE_TEMPERATURE)
-    return ranking_loss(a, b, cfg.margin)
+        return infonce_loss(a, b, INFONCE_TEMPERATURE, exclude)
+    return ranking_loss(a, b, cfg.margin, exclude)
 
 
 def stage_config(stage: str, steps: int | None, device: str, seed: int, **over: Any) -> StageConfig:
@@ -178,16 +192,81 @@ def _step_loss(
         return pair_loss(model.sheet_snippets(sw), model.audio_snippets(aw), cfg), len(rows)
     picked = sample_passages(bt, cfg.batch, gen, cfg.per_piece)
     rows = bt.passages[picked.to(bt.device)]
+    segments, exclude, lengths_of = rows[:, 0], None, None
     if crops is None:
         x_range, f0, f1 = None, rows[:, 2], rows[:, 3]
     else:
         x0, x1, f0, f1 = crop_rows(bt, crops, picked, cfg.crops, gen)
         x_range = (x0, x1)
-    sw, sl = sheet_windows(bt, rows[:, 0], gen, augment=True, domain=cfg.domain, x_range=x_range)
+        if cfg.across > 0:  # (no draws otherwise: earlier runs' random streams stay the same)
+            cut = across_rows(bt, crops, picked, cfg.across, gen)
+            segments, x_range, lengths_of, exclude = _across_segments(bt, rows, cut, x0, x1)
+            f0, f1 = torch.where(cut.use, cut.f0, f0), torch.where(cut.use, cut.f1, f1)
+    sw, seg_lengths = sheet_windows(
+        bt, segments, gen, augment=True, domain=cfg.domain, x_range=x_range
+    )
+    sl = seg_lengths if lengths_of is None else lengths_of(seg_lengths)
     aw, al = audio_windows(bt, rows[:, 1], f0, f1, gen, augment=True, domain=cfg.domain)
     sheet = model.sheet_passages(pad_sequences(model.sheet_snippets(sw), sl), sl)
     audio = model.audio_passages(pad_sequences(model.audio_snippets(aw), al), al)
-    return pair_loss(sheet, audio, cfg), len(rows)
+    return pair_loss(sheet, audio, cfg, exclude), len(rows)
+
+
+def _across_segments(
+    bt: BankTensors,
+    rows: torch.Tensor,
+    cut: Across,
+    x0: torch.Tensor,
+    x1: torch.Tensor,
+) -> tuple[
+    torch.Tensor,
+    tuple[torch.Tensor, torch.Tensor],
+    Callable[[torch.Tensor], torch.Tensor],
+    torch.Tensor | None,
+]:
+    """Sheet segments of a batch whose pairs may run across a system end: -> (segment systems,
+    their x-ranges, segment lengths -> pair lengths, pairs that are no negatives of each other).
+
+    A pair cut across is two segments in a row (the tail of its system, the head of the next), so
+    the flat windows of `sheet_windows` already lie in reading order pair by pair.
+    """
+    systems = rows[:, 0].cpu()
+    use = cut.use
+    nxt = torch.where(use, bt.passages[cut.next_row.clamp(min=0).to(bt.device), 0].cpu(), -1)
+    widths = bt.systems[systems.to(bt.device), 1].cpu().float()
+    first_x0 = torch.where(use, cut.x0, x0.cpu())
+    first_x1 = torch.where(use, widths, x1.cpu())
+    seg_sys, seg_x0, seg_x1, pair = [], [], [], []
+    for i in range(len(systems)):
+        seg_sys.append(int(systems[i]))
+        seg_x0.append(float(first_x0[i]))
+        seg_x1.append(float(first_x1[i]))
+        pair.append(i)
+        if bool(use[i]):
+            seg_sys.append(int(nxt[i]))
+            seg_x0.append(0.0)
+            seg_x1.append(float(cut.x1[i]))
+            pair.append(i)
+    pair_t = torch.tensor(pair)
+    n = len(systems)
+
+    def lengths_of(seg_lengths: torch.Tensor) -> torch.Tensor:
+        out = torch.zeros(n, dtype=seg_lengths.dtype, device=seg_lengths.device)
+        return out.index_add_(0, pair_t.to(seg_lengths.device), seg_lengths)
+
+    exclude = None
+    if bool(use.any()):  # a pair across s and s + 1 shares music with pairs of s or of s + 1
+        first, second = systems[:, None], nxt[:, None]
+        shares = (first == first.T) | (first == second.T) | (second == first.T)
+        shares |= (second == second.T) & (second >= 0)
+        shares &= ~torch.eye(n, dtype=torch.bool)
+        exclude = shares.to(bt.device)
+    return (
+        torch.tensor(seg_sys),
+        (torch.tensor(seg_x0), torch.tensor(seg_x1)),
+        lengths_of,
+        exclude,
+    )
 
 
 def _lr_at(cfg: StageConfig, step: int) -> float:
@@ -270,7 +349,8 @@ def train_on_banks(
         trained_s = float(state.get("trained_s", 0.0))
         log.info("resuming %s at step %d (best %.4f)", cfg.stage, step, best)
     summary: Summary = "mean" if cfg.stage == "snippet" else "gru"
-    crops = crop_index(bt) if cfg.crops > 0 and cfg.stage != "snippet" else None
+    wants_index = cfg.crops > 0 or cfg.across > 0
+    crops = crop_index(bt) if wants_index and cfg.stage != "snippet" else None
     log_file = (out / "log.jsonl").open("a")
     pairs_done, t0 = 0, time.perf_counter()
     try:
