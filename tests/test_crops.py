@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 from test_training import synthetic_bank
 
@@ -98,23 +99,6 @@ def test_a_cropped_system_is_cut_into_the_windows_inference_would_cut_from_that_
         start += n
 
 
-def test_a_stage_trains_on_crops(tmp_path):
-    from test_training import TINY
-
-    from sheetaudio_gui.training.train import stage_config, train_on_banks
-
-    bt = BankTensors.from_bank(evenly_played(wide_bank()))
-    bv = BankTensors.from_bank(synthetic_bank(8, seed=1))
-    snippet = stage_config("snippet", 1, "cpu", seed=0, batch=4, eval_every=100)
-    for _ in train_on_banks(bt, bv, tmp_path, snippet, TINY):
-        pass
-    cfg = stage_config("gru", 2, "cpu", seed=0, batch=4, eval_every=100, crops=1.0)
-    for _ in train_on_banks(bt, bv, tmp_path, cfg):
-        pass
-    state = torch.load(tmp_path / "gru" / "last.pt", weights_only=True)
-    assert state["step"] == 2 and state["config"]["crops"] == 1.0
-
-
 def read_on_bank() -> Bank:
     """Three pieces of 2-3 wide systems, each played once straight through, evenly (forty
     noteheads per system); piece C's performance repeats its first system before going on.
@@ -206,18 +190,21 @@ def test_excluded_negatives_do_not_count_in_either_loss():
     assert float(infonce_loss(a, b, 0.05)) > 0.0
 
 
-def test_a_stage_trains_on_pairs_across_system_ends(tmp_path):
+@pytest.mark.parametrize(
+    ("option", "bank"), [("crops", lambda: evenly_played(wide_bank())), ("across", read_on_bank)]
+)
+def test_a_stage_trains_on_crops_and_on_pairs_across_system_ends(tmp_path, option, bank):
     from test_training import TINY
 
     from sheetaudio_gui.training.train import stage_config, train_on_banks
 
-    bt = BankTensors.from_bank(read_on_bank())
+    bt = BankTensors.from_bank(bank())
     bv = BankTensors.from_bank(synthetic_bank(8, seed=1))
     snippet = stage_config("snippet", 1, "cpu", seed=0, batch=4, eval_every=100)
     for _ in train_on_banks(bt, bv, tmp_path, snippet, TINY):
         pass
-    cfg = stage_config("gru", 2, "cpu", seed=0, batch=4, eval_every=100, across=1.0)
+    cfg = stage_config("gru", 2, "cpu", seed=0, batch=4, eval_every=100, **{option: 1.0})
     for _ in train_on_banks(bt, bv, tmp_path, cfg):
         pass
     state = torch.load(tmp_path / "gru" / "last.pt", weights_only=True)
-    assert state["step"] == 2 and state["config"]["across"] == 1.0
+    assert state["step"] == 2 and state["config"][option] == 1.0
