@@ -258,3 +258,34 @@ def test_piece_identification_follows_the_pieces_not_the_order_of_the_performanc
     assert result["audio_10s"]["top1"] == 50.0  # 4 of 8 performances are of pieces 0-2
     reversed_bt = BankTensors(bt.strips, bt.systems, bt.specs, bt.perfs.flip(0), bt.notes, bt.notes)
     assert piece_identification(row, reversed_bt, pages) == result
+
+
+def test_degraded_page_rows_are_carried_only_when_the_pages_were_cut_the_same_way() -> None:
+    earlier = {
+        **REPORT,
+        "rows": {"GRU, fine-tuned": "gru"},
+        "robustness": {
+            "scan": {"GRU, fine-tuned": metrics(14.0, 0.2)},
+            "tempo-0.7": {"GRU, fine-tuned": metrics(30.0, 0.4)},
+        },
+    }  # no version key: version 2
+    now = {
+        **REPORT,
+        "rows": {"GRU, continued": "gru"},
+        "page_variant_version": 3,
+        "robustness": {
+            "scan": {"GRU, continued": metrics(40.0, 0.5)},
+            "tempo-0.7": {"GRU, continued": metrics(31.0, 0.4)},
+        },
+    }
+    merged = carry_rows(now, earlier)
+    assert list(merged["robustness"]["scan"]) == ["GRU, continued"]
+    assert list(merged["robustness"]["tempo-0.7"]) == [
+        "GRU, fine-tuned" + CARRIED_SUFFIX,
+        "GRU, continued",
+    ]
+    same = carry_rows({**now, "page_variant_version": 2}, earlier)
+    assert list(same["robustness"]["scan"]) == [
+        "GRU, fine-tuned" + CARRIED_SUFFIX,
+        "GRU, continued",
+    ]

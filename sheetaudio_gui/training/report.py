@@ -42,7 +42,7 @@ from sheetaudio_gui.core.jobs import Job, Progress
 from sheetaudio_gui.core.models import PassageModel
 from sheetaudio_gui.core.search import ordered_match
 from sheetaudio_gui.training import augment, chroma
-from sheetaudio_gui.training.bank import Variant, ensure_bank, manifest_hash
+from sheetaudio_gui.training.bank import PAGE_VARIANT_VERSION, Variant, ensure_bank, manifest_hash
 from sheetaudio_gui.training.batches import BankTensors, pad_sequences, sheet_windows
 from sheetaudio_gui.training.corpus_format import iter_pieces
 from sheetaudio_gui.training.evaluate import (
@@ -387,6 +387,7 @@ def evaluation_report(
         "counts": bank.meta["counts"],
         "passage_pairs": int(len(evaluation_rows(bt))),
         "piece_identification_method": PIECE_ID_METHOD,
+        "page_variant_version": PAGE_VARIANT_VERSION,
     }
     yield Progress(1, steps, "passage retrieval")
     report["passages"] = passage_table(rows, bt)
@@ -427,7 +428,9 @@ def carry_rows(report: dict[str, Any], previous: dict[str, Any]) -> dict[str, An
     are marked as such. (Counts, not the manifest hash: reports made before the hash left out the
     build's timings carry a hash of those too.) Rows named like a new one and the (recomputed)
     chroma oracle are not carried, nor piece-identification rows measured by another procedure
-    (PIECE_ID_METHOD; reports without the key used method 1).
+    (PIECE_ID_METHOD; reports without the key used method 1), nor robustness rows of degraded
+    pages detected and cut by another version of the pipeline (bank.PAGE_VARIANT_VERSION;
+    reports without the key used version 2).
     """
     for key in ("split", "passage_pairs", "counts"):
         if previous.get(key) != report.get(key):
@@ -453,8 +456,16 @@ def carry_rows(report: dict[str, Any], previous: dict[str, Any]) -> dict[str, An
     out["piece_identification"] = merged(
         previous["piece_identification"] if same_method else {}, report["piece_identification"]
     )
+    same_pages = previous.get("page_variant_version", 2) == report.get("page_variant_version", 2)
+    page_variants = {v.name for v in _variants() if v.page is not None}
+
+    def comparable(variant: str) -> bool:  # degraded pages cut another way are other material
+        return same_pages or variant not in page_variants
+
     out["robustness"] = {
-        variant: merged(previous.get("robustness", {}).get(variant, {}), table)
+        variant: merged(
+            previous.get("robustness", {}).get(variant, {}) if comparable(variant) else {}, table
+        )
         for variant, table in report["robustness"].items()
     }
     out["rows"] = {**{mark(n): previous["rows"][n] for n in names}, **report["rows"]}
