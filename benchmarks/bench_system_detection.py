@@ -3,12 +3,13 @@
 Engraves music21-corpus pieces with verovio under varied fonts, page sizes, scales, spacings and
 headers; the ground-truth systems come from the SVG (`parse_verovio_svg`); pages are rasterised
 with pymupdf at a DPI-equivalent zoom; degraded copies (noise, blur, 1 and -2 degree rotation,
-uneven light, JPEG, a mild scan) of an even spread of the pages get the ground truth transformed
-the same way; text-only pages (commentary with a ruled list, tables with vertical rules, lyrics,
-a title page) must give no system. A detection matches a ground-truth system at IoU >= 0.8
-(boxes of the staff-line extent; for the rotated pages both are the axis-aligned boxes
-enclosing the rotated staff lines). With `--lilypond`, pieces engraved by LilyPond (when it is
-installed) are scored too, with ground truth from the staff lines in LilyPond's PDF.
+uneven light, JPEG, a mild scan, a photo at an angle) of an even spread of the pages get the
+ground truth transformed the same way; text-only pages (commentary with a ruled list, tables
+with vertical rules, lyrics, a title page) must give no system. A detection matches a
+ground-truth system at IoU >= 0.8 (boxes of the staff-line extent; for the rotated and
+photographed pages both are the axis-aligned boxes enclosing the moved staff lines). With
+`--lilypond`, pieces engraved by LilyPond (when it is installed) are scored too, with ground
+truth from the staff lines in LilyPond's PDF.
 
     .venv/bin/python benchmarks/bench_system_detection.py [--out DIR] [--pages N] [--lilypond]
 
@@ -43,6 +44,7 @@ from scipy import ndimage
 
 from sheetaudio_gui.core.images import draw_rect, save_png
 from sheetaudio_gui.core.score import System, detect_systems
+from sheetaudio_gui.training.augment import map_points, warp_with_geometry
 from sheetaudio_gui.training.verovio_svg import SvgPage, mupdf_ready_svg, parse_verovio_svg
 
 Box = tuple[float, float, float, float]
@@ -181,6 +183,28 @@ def rotate(
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
         boxes.append((min(xs), min(ys), max(xs), max(ys)))
     return out.astype(np.uint8), boxes
+
+
+def photographed(
+    image: npt.NDArray[np.uint8], page: SvgPage, zoom: float, keystone: float
+) -> tuple[npt.NDArray[np.uint8], list[Box]]:
+    """A phone held at an angle: the right side of the page `keystone` (share of its height)
+    taller than the left, turned by 1 degree; the staff lines fan out. The truth moves with the
+    ink: the box enclosing each system's moved top and bottom staff lines."""
+    out, forward = warp_with_geometry(image, angle_deg=1.0, keystone=(0.0, keystone))
+    boxes = []
+    for s in page.systems:
+        ends = [
+            (x * zoom, y * zoom)
+            for staff, y in (
+                (s.staves[0], s.staves[0].lines_y[0]),
+                (s.staves[-1], s.staves[-1].lines_y[-1]),
+            )
+            for x in (staff.x0, staff.x1)
+        ]
+        pts = map_points(forward, image.shape, ends)
+        boxes.append((pts[:, 0].min(), pts[:, 1].min(), pts[:, 0].max(), pts[:, 1].max()))
+    return out, boxes
 
 
 def noisy(image: npt.NDArray[np.uint8], rng: np.random.Generator) -> npt.NDArray[np.uint8]:
@@ -593,7 +617,7 @@ def main() -> int:
     print(f"engraved {len(sources)} pages in {time.perf_counter() - t0:.0f} s")
     tallies: dict[str, Tally] = {}
     failures: list[str] = []
-    degradations = ["noise", "blur", "rotate1", "rotate-2", "light", "jpeg", "scan"]
+    degradations = ["noise", "blur", "rotate1", "rotate-2", "light", "jpeg", "scan", "photo"]
     # degrade an even spread of the pages, so every piece, font and dpi is represented
     every = max(1, len(sources) // max(args.degraded, 1))
     degraded = set(range(0, len(sources), every)[: args.degraded])
@@ -620,6 +644,10 @@ def main() -> int:
                     versions.append((name, jpeg(clean), truth))
                 elif name == "scan":
                     img, boxes = rotate(scanned(clean, rng), geometry, zoom, 0.7)
+                    versions.append((name, img, boxes))
+                elif name == "photo":
+                    keystone = float(rng.choice([-0.06, 0.06]))
+                    img, boxes = photographed(clean, geometry, zoom, keystone)
                     versions.append((name, img, boxes))
         for name, image, boxes in versions:
             save_ok = idx % 10 == 0 and name in ("clean", "noise", "blur", "scan")

@@ -121,11 +121,10 @@ def test_a_page_photographed_at_an_angle_gives_every_system_with_its_own_slope(
 ) -> None:
     """A phone held at an angle (keystone) fans the staff lines out: the right side of the page is
     8 % taller than the left, so the top system's lines climb and the bottom one's fall."""
-    from sheetaudio_gui.training.augment import _homography, map_points, warp
+    from sheetaudio_gui.training.augment import map_points, warp_with_geometry
 
     image, truth, zoom = chorale
-    photo = warp(image, angle_deg=-0.5, keystone=(0.0, 0.08))
-    forward = _homography(image.shape, angle_deg=-0.5, keystone=(0.0, 0.08))
+    photo, forward = warp_with_geometry(image, angle_deg=-0.5, keystone=(0.0, 0.08))
     found = detect_systems(photo)
     assert len(found) == len(truth.systems)
     for system, svg_system in zip(found, truth.systems, strict=True):

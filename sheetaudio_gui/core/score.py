@@ -61,6 +61,7 @@ SYMBOLS_ON_LINES_MIN_SPACES = 0.5
 # height when it changes by at least LINE_FAN_MIN (tan) from top to bottom and that model makes
 # the row projection LINE_FAN_GAIN times sharper than one slope for the whole page.
 LINE_MODEL_BANDS = 4
+LINE_MODEL_BAND_POINTS = 15_000  # inked pixels sampled per band (a band's slope needs few)
 LINE_FAN_MIN = 0.005
 LINE_FAN_GAIN = 1.05
 
@@ -365,25 +366,32 @@ def _sharpness(rows: npt.NDArray[np.float64], weights: npt.NDArray[np.float64]) 
     return float((counts * counts).sum())
 
 
-def _skew(ink: Floats) -> float:
+def _skew(
+    ink: Floats,
+    limit: int = 200_000,
+    around: float = 0.0,
+    reach: float = MAX_SKEW_DEG,
+    steps: tuple[float, ...] = (0.5, 0.1, 0.025),
+) -> float:
     """Skew angle (radians) whose shear makes the row projection of ink the sharpest.
 
     Sharpness is the sum of squared projection values; staff lines dominate it when aligned.
-    Coarse-to-fine search over +-MAX_SKEW_DEG.
+    Coarse-to-fine search over `around` +- `reach` degrees (within +-MAX_SKEW_DEG) with the given
+    steps, on at most `limit` inked pixels.
     """
-    xf, yf, weights = _ink_points(ink)
+    xf, yf, weights = _ink_points(ink, limit)
     if yf.size < 100:
-        return 0.0
+        return math.radians(around)
 
     def sharpness(deg: float) -> float:
         return _sharpness(yf - xf * math.tan(math.radians(deg)), weights)
 
-    best = 0.0
-    for step in (0.5, 0.1, 0.025):
-        lo = -MAX_SKEW_DEG if step == 0.5 else best - 2.5 * step
-        candidates = np.arange(
-            lo, (MAX_SKEW_DEG if step == 0.5 else best + 2.5 * step) + 1e-9, step
-        )
+    lo, hi = max(around - reach, -MAX_SKEW_DEG), min(around + reach, MAX_SKEW_DEG)
+    best = around
+    for k, step in enumerate(steps):
+        if k > 0:
+            lo, hi = best - 2.5 * step, best + 2.5 * step
+        candidates = np.arange(lo, hi + 1e-9, step)
         candidates = candidates[np.abs(candidates) <= MAX_SKEW_DEG + 1e-9]
         scores = [sharpness(float(d)) for d in candidates]
         best = float(candidates[int(np.argmax(scores))])
@@ -464,7 +472,10 @@ def _line_model(ink: Floats) -> _LineModel:
         if amount <= 0.0:
             continue
         centres.append((lo + hi) / 2.0 - h / 2.0)
-        slopes.append(math.tan(_skew(band)))
+        # a band's slope differs from the page's by a few degrees at most, and only steers the
+        # refinement below: a short, coarse search is enough
+        slope = _skew(band, LINE_MODEL_BAND_POINTS, math.degrees(angle), 2.5, (0.5, 0.1))
+        slopes.append(math.tan(slope))
         weights.append(amount)
     if len(centres) < 2:
         return uniform

@@ -460,9 +460,22 @@ def warp(
     All about the image centre; the area uncovered at the borders is paper. See `_homography` for
     the meaning of each parameter. (H, W) uint8 -> (H, W) uint8.
     """
+    return warp_with_geometry(image, angle_deg, scale, shift_px, shear, keystone)[0]
+
+
+def warp_with_geometry(
+    image: Image,
+    angle_deg: float = 0.0,
+    scale: float = 1.0,
+    shift_px: tuple[float, float] = (0.0, 0.0),
+    shear: float = 0.0,
+    keystone: tuple[float, float] = (0.0, 0.0),
+) -> tuple[Image, Homography]:
+    """`warp`, also returning its forward homography, so that ground truth can move with the ink
+    (`map_points`, `map_box`)."""
     f = _to_float(image)
-    fwd = _homography(f.shape, angle_deg, scale, shift_px, shear, keystone)
-    return _to_uint8(_warp_f(f, fwd))
+    fwd: Homography = _homography(f.shape, angle_deg, scale, shift_px, shear, keystone)
+    return _to_uint8(_warp_f(f, fwd)), fwd
 
 
 def rotate(image: Image, angle_deg: float) -> Image:
