@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -447,20 +447,14 @@ def jpeg_compress(image: Image, quality: float, codec: Literal["dct", "pymupdf"]
     return _jpeg_dct(img, quality) if codec == "dct" else _jpeg_pymupdf(img, quality)
 
 
-def warp(
-    image: Image,
-    angle_deg: float = 0.0,
-    scale: float = 1.0,
-    shift_px: tuple[float, float] = (0.0, 0.0),
-    shear: float = 0.0,
-    keystone: tuple[float, float] = (0.0, 0.0),
-) -> Image:
+def warp(image: Image, **geometry: Any) -> Image:
     """One bilinear resample for rotation, scale, shift (x, y), shear and keystone perspective.
 
-    All about the image centre; the area uncovered at the borders is paper. See `_homography` for
-    the meaning of each parameter. (H, W) uint8 -> (H, W) uint8.
+    All about the image centre; the area uncovered at the borders is paper. `geometry`: the
+    keywords of `warp_with_geometry` (see `_homography` for their meaning). (H, W) uint8 ->
+    (H, W) uint8.
     """
-    return warp_with_geometry(image, angle_deg, scale, shift_px, shear, keystone)[0]
+    return warp_with_geometry(image, **geometry)[0]
 
 
 def warp_with_geometry(
