@@ -444,7 +444,7 @@ def _uniform_lines(ink: Floats, angle: float) -> _LineModel:
     row r at column x is input row r + x tan + offset, offset = -(largest shift)."""
     tan = math.tan(angle)
     h, w = ink.shape
-    shifts = np.round(np.arange(w) * tan).astype(np.int64)
+    shifts = _column_shifts(w, angle)
     offset = -float(shifts.max())
     mid_x, mid_y = w / 2.0, h / 2.0
     # r + x tan + offset = mid_y + (r + top) + (x - mid_x) tan  =>  top = offset + mid_x tan - mid_y
@@ -520,7 +520,7 @@ def _shear(ink: Floats, angle: float) -> tuple[Floats, npt.NDArray[np.int64]]:
     is row r + shifts[x] of the input.
     """
     w = ink.shape[1]
-    shifts = np.round(np.arange(w) * math.tan(angle)).astype(np.int64)
+    shifts = _column_shifts(w, angle)
     lo, hi = int(shifts.min()), int(shifts.max())
     if lo == hi == 0:
         return ink, shifts
@@ -531,6 +531,11 @@ def _shear(ink: Floats, angle: float) -> tuple[Floats, npt.NDArray[np.int64]]:
         top = hi - int(s)
         out[top : top + ink.shape[0], cols[0] : cols[-1] + 1] = ink[:, cols[0] : cols[-1] + 1]
     return out, shifts - hi
+
+
+def _column_shifts(w: int, angle: float) -> npt.NDArray[np.int64]:
+    """round(x tan(angle)) for every column x: how far `_shear` moves each column."""
+    return np.round(np.arange(w) * math.tan(angle)).astype(np.int64)
 
 
 def _staff_space(profile: npt.NDArray[np.float64]) -> float | None:

@@ -78,6 +78,29 @@ def _following_plays(passages: Ints, piece_of_system: Ints) -> Ints:
     return out
 
 
+def _playable(index: CropIndex, row: int, width: float) -> bool:
+    """Enough noteheads, played left to right (no repeat inside the system): the play has a
+    monotonic x -> time map."""
+    struck = index.notes[index.start[row] : index.stop[row]]
+    if len(struck) < MIN_CROP_NOTES:
+        return False
+    xs = struck[:, 1].astype(np.float64)  # in time order
+    return not np.any(np.diff(xs) < -BACKWARD_JUMP * width)
+
+
+def _x_to_frame(
+    index: CropIndex, row: int, f0: int, f1: int, width: float, x: float | npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """The frames at which strip positions x of a passage row are played (noteheads' x ->
+    onset, made monotonic; the system's ends -> the play's ends)."""
+    struck = index.notes[index.start[row] : index.stop[row]]
+    xs = struck[:, 1].astype(np.float64)
+    by_x = np.argsort(xs, kind="stable")
+    px = np.concatenate([[0.0], xs[by_x], [width]])
+    pf = np.maximum.accumulate(np.concatenate([[f0], struck[by_x, 3].astype(np.float64), [f1]]))
+    return np.asarray(np.interp(x, px, pf), dtype=np.float64)
+
+
 def crop_rows(
     bt: BankTensors, index: CropIndex, rows: torch.Tensor, fraction: float, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -102,17 +125,11 @@ def crop_rows(
             continue
         windows = lo + int(length_u * (top - lo + 1))
         crop_w = (windows - 1) * SHEET_SNIPPET_HOP_PX + SHEET_SNIPPET_WIDTH_PX
-        struck = index.notes[index.start[int(rows[i])] : index.stop[int(rows[i])]]
-        if len(struck) < MIN_CROP_NOTES:
+        row = int(rows[i])
+        if not _playable(index, row, width):
             continue
-        xs = struck[:, 1].astype(np.float64)  # in time order
-        if np.any(np.diff(xs) < -BACKWARD_JUMP * width):
-            continue
-        by_x = np.argsort(xs, kind="stable")
-        px = np.concatenate([[0.0], xs[by_x], [width]])
-        pf = np.maximum.accumulate(np.concatenate([[f0], struck[by_x, 3].astype(np.float64), [f1]]))
         x0 = place_u * (width - crop_w)
-        g0, g1 = np.interp([x0, x0 + crop_w], px, pf)
+        g0, g1 = _x_to_frame(index, row, int(f0), int(f1), width, np.array([x0, x0 + crop_w]))
         if g1 - g0 < AUDIO_SNIPPET_FRAMES:
             continue
         out[i] = (x0, x0 + crop_w, np.floor(g0), np.ceil(g1))
@@ -131,24 +148,6 @@ class Across:
     x1: torch.Tensor  # (batch,) float, strip px in the next system
     f0: torch.Tensor  # (batch,) int64
     f1: torch.Tensor  # (batch,) int64
-
-
-def _x_to_frame(index: CropIndex, row: int, f0: int, f1: int, width: float, x: float) -> float:
-    """The frame at which strip x of a passage row is played (noteheads' x -> onset, monotonic)."""
-    struck = index.notes[index.start[row] : index.stop[row]]
-    xs = struck[:, 1].astype(np.float64)
-    by_x = np.argsort(xs, kind="stable")
-    px = np.concatenate([[0.0], xs[by_x], [width]])
-    pf = np.maximum.accumulate(np.concatenate([[f0], struck[by_x, 3].astype(np.float64), [f1]]))
-    return float(np.interp(x, px, pf))
-
-
-def _playable(index: CropIndex, row: int, width: float) -> bool:
-    """Enough noteheads, played left to right (no repeat inside the system)."""
-    struck = index.notes[index.start[row] : index.stop[row]]
-    if len(struck) < MIN_CROP_NOTES:
-        return False
-    return not np.any(np.diff(struck[:, 1].astype(np.float64)) < -BACKWARD_JUMP * width)
 
 
 def across_rows(
@@ -188,8 +187,8 @@ def across_rows(
         head = min(total - tail, fits_t)
         x0 = max(w_s - ((tail - 1) * SHEET_SNIPPET_HOP_PX + SHEET_SNIPPET_WIDTH_PX), 0.0)
         x1 = min((head - 1) * SHEET_SNIPPET_HOP_PX + SHEET_SNIPPET_WIDTH_PX, w_t)
-        a = _x_to_frame(index, row, int(f0), int(f1), w_s, x0)
-        b = _x_to_frame(index, nxt, int(g0), int(g1), w_t, x1)
+        a = float(_x_to_frame(index, row, int(f0), int(f1), w_s, x0))
+        b = float(_x_to_frame(index, nxt, int(g0), int(g1), w_t, x1))
         if b - a < AUDIO_SNIPPET_FRAMES:
             continue
         use[i] = True
