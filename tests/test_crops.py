@@ -9,10 +9,11 @@ import pytest
 import torch
 from test_training import synthetic_bank
 
+from sheetaudio_gui.config import AUDIO_SNIPPET_FRAMES
 from sheetaudio_gui.core import snippets
 from sheetaudio_gui.training.bank import BANK_STRIP_PAD_PX, Bank
 from sheetaudio_gui.training.batches import BankTensors, sheet_windows
-from sheetaudio_gui.training.crops import across_rows, crop_index, crop_rows
+from sheetaudio_gui.training.crops import LOOSE_SHIFT, across_rows, crop_index, crop_rows, loosen
 
 
 def evenly_played(bank: Bank, backwards: set[int] = frozenset()) -> Bank:
@@ -190,10 +191,40 @@ def test_excluded_negatives_do_not_count_in_either_loss():
     assert float(infonce_loss(a, b, 0.05)) > 0.0
 
 
+def test_loosened_pairs_move_each_audio_end_by_at_most_a_quarter_of_their_length():
+    f0 = torch.tensor([0, 100, 400, 1000] * 50)
+    f1 = torch.tensor([200, 180, 1200, 1021] * 50)
+    g0, g1 = loosen(f0, f1, 1.0, torch.Generator().manual_seed(0))
+    length = (f1 - f0).float()
+    assert bool((g0 >= 0).all()) and bool((g1 - g0 >= AUDIO_SNIPPET_FRAMES).all())
+    moved0, moved1 = (g0 - f0).abs().float(), (g1 - f1).abs().float()
+    assert bool((moved0 <= LOOSE_SHIFT * length + 0.5).all())
+    long = g1 - g0 > AUDIO_SNIPPET_FRAMES  # (the shortest pairs may be held at one snippet)
+    assert bool((moved1[long] <= LOOSE_SHIFT * length[long] + 0.5).all())
+    assert float((moved0 > 0).float().mean()) > 0.8  # ends move (short ones may round to 0)
+    assert bool((g0 < f0).any()) and bool((g0 > f0).any()) and bool((g1 > f1).any())
+
+
+def test_pairs_not_drawn_for_loosening_keep_their_ends():
+    f0, f1 = torch.arange(0, 1000, 10), torch.arange(0, 1000, 10) + 200
+    g0, g1 = loosen(f0, f1, 0.0, torch.Generator().manual_seed(0))
+    assert torch.equal(g0, f0) and torch.equal(g1, f1)
+    g0, g1 = loosen(f0, f1, 0.5, torch.Generator().manual_seed(0))
+    kept = (g0 == f0) & (g1 == f1)
+    assert 0.3 < float(kept.float().mean()) < 0.7
+
+
 @pytest.mark.parametrize(
-    ("option", "bank"), [("crops", lambda: evenly_played(wide_bank())), ("across", read_on_bank)]
+    ("option", "bank"),
+    [
+        ("crops", lambda: evenly_played(wide_bank())),
+        ("across", read_on_bank),
+        ("loose", lambda: evenly_played(wide_bank())),
+    ],
 )
-def test_a_stage_trains_on_crops_and_on_pairs_across_system_ends(tmp_path, option, bank):
+def test_a_stage_trains_on_crops_on_pairs_across_system_ends_and_on_loosened_pairs(
+    tmp_path, option, bank
+):
     from test_training import TINY
 
     from sheetaudio_gui.training.train import stage_config, train_on_banks

@@ -16,7 +16,12 @@ from sheetaudio_gui.training.batches import (
     sample_passages,
     sheet_windows,
 )
-from sheetaudio_gui.training.evaluate import metrics_from_ranks, ranks
+from sheetaudio_gui.training.evaluate import (
+    embed_rows,
+    evaluation_rows,
+    metrics_from_ranks,
+    ranks,
+)
 from sheetaudio_gui.training.train import (
     infonce_loss,
     ranking_loss,
@@ -182,6 +187,21 @@ def test_ranks_and_metrics_follow_the_papers_definitions():
     assert m["R@1"] == pytest.approx(200 / 3)
     assert m["MRR"] == pytest.approx((1 + 0.5 + 1) / 3)
     assert m["MR"] == 1
+
+
+def test_moved_ends_change_only_the_audio_side_the_same_way_for_every_model():
+    from sheetaudio_gui.core.models import PassageModel
+
+    bt = BankTensors.from_bank(synthetic_bank(12))
+    rows = evaluation_rows(bt)
+    model = PassageModel(TINY).eval()
+    sheet, audio = embed_rows(model, bt, rows)
+    moved_sheet, moved = embed_rows(model, bt, rows, moved_ends=0.2)
+    again = embed_rows(model, bt, rows, moved_ends=0.2)[1]
+    assert torch.equal(sheet, moved_sheet)
+    assert torch.equal(moved, again)  # fixed draws: models are compared on the same passages
+    assert not torch.allclose(audio, moved)
+    assert torch.equal(audio, embed_rows(model, bt, rows, moved_ends=0.0)[1])
 
 
 def test_a_killed_run_resumes_to_the_same_weights_as_an_uninterrupted_one(tmp_path):

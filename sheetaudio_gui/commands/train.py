@@ -70,6 +70,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "system ends); default 0",
     )
     parser.add_argument(
+        "--loose",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="share (0-1) of passage pairs whose audio ends each move by up to 25 %% of the "
+        "pair's length (a library matches passages that begin and end elsewhere in the music); "
+        "default 0",
+    )
+    parser.add_argument(
         "--per-piece",
         type=int,
         default=1,
@@ -94,6 +103,8 @@ def train_command(args: argparse.Namespace) -> int:
         raise SheetAudioError(f"--crops must be a share between 0 and 1, not {args.crops}")
     if not 0.0 <= args.across <= 1.0:
         raise SheetAudioError(f"--across must be a share between 0 and 1, not {args.across}")
+    if not 0.0 <= args.loose <= 1.0:
+        raise SheetAudioError(f"--loose must be a share between 0 and 1, not {args.loose}")
     if args.per_piece < 1:
         raise SheetAudioError(f"--per-piece must be at least 1, not {args.per_piece}")
     dims = None
@@ -107,6 +118,7 @@ def train_command(args: argparse.Namespace) -> int:
             "domain": args.augment == "domain",
             "crops": args.crops,
             "across": args.across,
+            "loose": args.loose,
             "per_piece": args.per_piece,
         }
         if args.init:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from sheetaudio_gui.config import AUDIO_SNIPPET_FRAMES
 from sheetaudio_gui.core.models import PassageModel
 from sheetaudio_gui.training.batches import BankTensors, audio_windows, pad_sequences, sheet_windows
 
@@ -66,15 +67,30 @@ def evaluation_rows(bt: BankTensors, limit: int | None = None, seed: int = 0) ->
 
 @torch.inference_mode()
 def embed_rows(
-    model: PassageModel, bt: BankTensors, rows: torch.Tensor, summary: Summary = "gru"
+    model: PassageModel,
+    bt: BankTensors,
+    rows: torch.Tensor,
+    summary: Summary = "gru",
+    moved_ends: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sheet and audio passage embeddings of bank passage rows: -> (n, d), (n, d)."""
+    """Sheet and audio passage embeddings of bank passage rows: -> (n, d), (n, d).
+
+    With `moved_ends`, each end of every audio passage moves by a uniform random share of its
+    length up to that much, either way (the same draws for every model): partners that no longer
+    begin and end together, as in a library.
+    """
     gen = torch.Generator().manual_seed(0)
+    f0, f1 = _audio_ends(bt, rows, moved_ends)
     sheets, audios = [], []
-    for chunk in torch.split(rows, EVAL_CHUNK):
+    for chunk, c0, c1 in zip(
+        torch.split(rows, EVAL_CHUNK),
+        torch.split(f0, EVAL_CHUNK),
+        torch.split(f1, EVAL_CHUNK),
+        strict=True,
+    ):
         p = bt.passages[chunk.to(bt.device)]
         sw, sl = sheet_windows(bt, p[:, 0], gen, augment=False)
-        aw, al = audio_windows(bt, p[:, 1], p[:, 2], p[:, 3], gen, augment=False)
+        aw, al = audio_windows(bt, p[:, 1], c0, c1, gen, augment=False)
         se, ae = model.sheet_snippets(sw), model.audio_snippets(aw)
         if summary == "gru":
             sheets.append(model.sheet_passages(pad_sequences(se, sl), sl))
@@ -83,6 +99,21 @@ def embed_rows(
             sheets.append(_mean_of_snippets(se, sl))
             audios.append(_mean_of_snippets(ae, al))
     return torch.cat(sheets).cpu(), torch.cat(audios).cpu()
+
+
+def _audio_ends(
+    bt: BankTensors, rows: torch.Tensor, moved: float, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame ranges of the rows' audio, each end moved by up to `moved` of the length."""
+    p = bt.passages[rows.to(bt.device)].cpu()
+    f0, f1 = p[:, 2], p[:, 3]
+    if moved <= 0:
+        return f0, f1
+    shift = torch.from_numpy(np.random.default_rng(seed).uniform(-moved, moved, (len(p), 2)))
+    length = (f1 - f0).double()
+    g0 = (f0 + (shift[:, 0] * length).round().long()).clamp(min=0)
+    g1 = f1 + (shift[:, 1] * length).round().long()
+    return g0, torch.maximum(g1, g0 + AUDIO_SNIPPET_FRAMES)
 
 
 def _mean_of_snippets(flat: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

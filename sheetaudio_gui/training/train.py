@@ -50,7 +50,14 @@ from sheetaudio_gui.training.batches import (
     sample_passages,
     sheet_windows,
 )
-from sheetaudio_gui.training.crops import Across, CropIndex, across_rows, crop_index, crop_rows
+from sheetaudio_gui.training.crops import (
+    Across,
+    CropIndex,
+    across_rows,
+    crop_index,
+    crop_rows,
+    loosen,
+)
 from sheetaudio_gui.training.evaluate import (
     Summary,
     embed_rows,
@@ -86,6 +93,7 @@ class StageConfig:
     loss: str = "hinge"  # "hinge" (the papers') or "infonce" (softmax over the batch)
     crops: float = 0.0  # share of passage pairs cut as aligned sub-system crops (crops.py)
     across: float = 0.0  # share of passage pairs cut across a system end (crops.across_rows)
+    loose: float = 0.0  # share of passage pairs whose audio ends are moved (crops.loosen)
     domain: bool = False  # domain randomisation of fonts and piano sounds (batches.py)
     init: str = ""  # weights file the stage starts from instead of the previous stage's best.pt
     per_piece: int = 1  # systems of one piece drawn together into a batch (hard negatives)
@@ -202,6 +210,8 @@ def _step_loss(
             cut = across_rows(bt, crops, picked, cfg.across, gen)
             segments, x_range, lengths_of, exclude = _across_segments(bt, rows, cut, x0, x1)
             f0, f1 = torch.where(cut.use, cut.f0, f0), torch.where(cut.use, cut.f1, f1)
+    if cfg.loose > 0:  # (no draws otherwise, as above)
+        f0, f1 = loosen(f0, f1, cfg.loose, gen)
     sw, seg_lengths = sheet_windows(
         bt, segments, gen, augment=True, domain=cfg.domain, x_range=x_range
     )
