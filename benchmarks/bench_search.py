@@ -8,7 +8,9 @@ and matrix code as indexing) with synthetic embeddings: independent Gaussian vec
 vectors measure the real latency. Sizes: recordings of 20 min; 50 pages per 1 h of audio
 (1,000 h <-> 50,000 pages), 10 pages per score, 5 systems per page, 6 sheet windows per system
 (5.6 in the test split written out as a library by `sheetaudio eval-library`) and the score's
-reading windows over them (`encode.reading_windows`: 8 snippets every 3, ~2 per page). Each
+reading windows over them (`encode.reading_windows`: 8 snippets every 3, ~2 per page), and the
+windows that re-score short audio queries (`encode.rescore_windows`: 3-8 snippets, ~13 per
+system; read only for the best 50 scores of a query of up to 16 snippets). Each
 size is measured in a fresh process: open the library, run each query kind 5 times (after one
 warm-up query that builds the row tables), report the median and the peak RSS.
 """
@@ -24,7 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,6 +36,8 @@ import torch
 from sheetaudio_gui.config import (
     AUDIO_PASSAGE_HOP_SNIPPETS,
     AUDIO_PASSAGE_SNIPPETS,
+    RESCORE_WINDOW_HOPS,
+    RESCORE_WINDOW_SNIPPETS,
     SCORE_WINDOW_HOP_SNIPPETS,
     SCORE_WINDOW_SNIPPETS,
 )
@@ -87,6 +93,10 @@ def build(folder: Path, hours: float, seed: int = 0) -> None:
         n_windows = PAGES_PER_SCORE * SYSTEMS_PER_PAGE * WINDOWS_PER_SYSTEM
         reading_starts = passage_starts(n_windows, SCORE_WINDOW_SNIPPETS, SCORE_WINDOW_HOP_SNIPPETS)
         reading_at = (reading_starts + SCORE_WINDOW_SNIPPETS / 2) / WINDOWS_PER_SYSTEM
+        n_rescore = sum(
+            len(passage_starts(n_windows, length, hop))
+            for length, hop in zip(RESCORE_WINDOW_SNIPPETS, RESCORE_WINDOW_HOPS, strict=True)
+        )
         for s in range(int(hours * PAGES_PER_HOUR / PAGES_PER_SCORE)):
             name = f"score{s:05d}.pdf"
             if name in have:
@@ -109,7 +119,8 @@ def build(folder: Path, hours: float, seed: int = 0) -> None:
             reading = ReadingWindows(
                 reading_at.astype(np.float32), unit(rng, len(reading_starts), 64)
             )
-            lib.write_score(folder / "scores" / name, None, None, sizes, systems, reading)
+            rescore = unit(rng, n_rescore, 64)
+            lib.write_score(folder / "scores" / name, None, None, sizes, systems, reading, rescore)
 
 
 def measure(folder: Path) -> dict[str, float]:
@@ -122,20 +133,30 @@ def measure(folder: Path) -> dict[str, float]:
     out["open_s"] = time.perf_counter() - start
     rows_10s = len(query_passage_plan(11)[1])  # 10 s = 11 snippets, cut as search_audio cuts
     rows_30s = len(query_passage_plan(33)[1])
-    queries = {
-        "score->audio, page (5 systems)": (rank_recordings, unit(rng, SYSTEMS_PER_PAGE, 64)),
-        "score->audio, system": (rank_recordings, unit(rng, 1, 64)),
-        f"audio->score, 10 s excerpt ({rows_10s} rows)": (rank_scores, unit(rng, rows_10s, 64)),
-        f"audio->score, 30 s excerpt ({rows_30s} rows)": (rank_scores, unit(rng, rows_30s, 64)),
+    excerpt_10s = rng.standard_normal((11, 32), dtype=np.float32)  # its snippets: re-scored
+    excerpt_30s = rng.standard_normal((33, 32), dtype=np.float32)  # too long: reading order
+    queries: dict[str, tuple[Callable[..., Any], np.ndarray, dict[str, Any]]] = {
+        "score->audio, page (5 systems)": (rank_recordings, unit(rng, SYSTEMS_PER_PAGE, 64), {}),
+        "score->audio, system": (rank_recordings, unit(rng, 1, 64), {}),
+        f"audio->score, 10 s excerpt ({rows_10s} rows, re-scored)": (
+            rank_scores,
+            unit(rng, rows_10s, 64),
+            {"snippets": excerpt_10s},
+        ),
+        f"audio->score, 30 s excerpt ({rows_30s} rows)": (
+            rank_scores,
+            unit(rng, rows_30s, 64),
+            {"snippets": excerpt_30s},
+        ),
     }
-    for label, (fn, q) in queries.items():
+    for label, (fn, q, extra) in queries.items():
         start = time.perf_counter()
-        fn(lib, q, 10)  # first query: builds the row tables (once per library change)
+        fn(lib, q, 10, **extra)  # first query: builds the row tables (once per library change)
         out[f"first {label}_ms"] = (time.perf_counter() - start) * 1000
         times = []
         for _ in range(5):
             start = time.perf_counter()
-            fn(lib, unit(rng, len(q), 64), 10)
+            fn(lib, unit(rng, len(q), 64), 10, **extra)
             times.append(time.perf_counter() - start)
         out[f"{label}_ms"] = float(np.median(times)) * 1000
     out["audio_rows"] = float(len(lib.audio_rows().doc))

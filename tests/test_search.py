@@ -17,6 +17,7 @@ from sheetaudio_gui.config import (
     AUDIO_SNIPPET_HOP_FRAMES,
     QUERY_PASSAGE_HOP_SNIPPETS,
     QUERY_PASSAGE_SNIPPETS,
+    RESCORE_MAX_QUERY_SNIPPETS,
 )
 from sheetaudio_gui.core.audio import file_spectrogram
 from sheetaudio_gui.core.encode import (
@@ -27,6 +28,7 @@ from sheetaudio_gui.core.encode import (
     passage_seconds,
     query_passage_plan,
     reading_windows,
+    rescore_windows,
 )
 from sheetaudio_gui.core.index import Library
 from sheetaudio_gui.core.jobs import run_to_end
@@ -37,6 +39,7 @@ from sheetaudio_gui.core.search import (
     passage_map,
     rank_recordings,
     rank_scores,
+    rescore_match,
     search_audio_file,
     search_score,
 )
@@ -122,6 +125,18 @@ def test_an_indexed_system_finds_its_own_score_and_box_first(setup):
             assert best.box == pytest.approx(s.box, abs=0.01)
             assert best.score == pytest.approx(1.0, abs=0.01)
             assert hits[0].score >= hits[1].score
+
+
+def test_indexing_a_score_stores_the_windows_that_rescore_short_audio_queries(setup):
+    folder, model, pdf, _ = setup
+    with Library(folder / "lib", model) as lib:
+        rows = lib.score_rows()
+        doc = next(d.id for d in lib.documents("score") if d.path == pdf)
+        start, count = rows.rescore_ranges[doc]
+        expected = rescore_windows(model, lib.systems(pdf))
+        stored = rows.rescore[start : start + count].float().numpy()
+        assert stored == pytest.approx(expected, abs=1e-2)  # (bfloat16)
+        assert lib.check() == []
 
 
 def test_an_excerpt_of_an_indexed_recording_finds_it_with_the_excerpts_span(setup):
@@ -320,11 +335,19 @@ def test_a_score_shorter_than_a_window_is_one_window_over_all_of_it():
     assert windows.at.tolist() == pytest.approx([1 + 0.5 / 3])  # centre 2.5: system 1
 
 
-def library_of(folder: Path, scores: dict[str, tuple[list[SystemEncoding], ReadingWindows | None]]):
+def library_of(
+    folder: Path,
+    scores: dict[str, tuple[list[SystemEncoding], ReadingWindows | None]],
+    rescoring: LoadedModel | None = None,
+):
+    """A library of these scores; with `rescoring`, their re-scoring windows made by it."""
     lib = Library(folder, LoadedModel(PassageModel(), "m"))
     for name, (systems, windows) in scores.items():
         pages = 1 + max(s.page for s in systems)
-        lib.write_score(folder / name, None, None, [(595.0, 842.0, "pt")] * pages, systems, windows)
+        rescore = rescore_windows(rescoring, systems) if rescoring else None
+        lib.write_score(
+            folder / name, None, None, [(595.0, 842.0, "pt")] * pages, systems, windows, rescore
+        )
     return lib
 
 
@@ -365,6 +388,50 @@ def test_a_score_without_reading_windows_is_still_found_by_its_systems(tmp_path)
         hits = rank_scores(lib, systems[1].passage[None], top_k=1)
         assert hits[0].document.name == "old.pdf"
         assert (hits[0].regions[0].page, hits[0].regions[0].system) == (0, 1)
+
+
+# --- re-scoring short audio queries against windows of several lengths -------------------------
+
+
+def test_a_rescored_query_is_the_mean_over_lengths_of_each_passages_best_window():
+    windows = np.eye(4, dtype=np.float32)
+    eight = np.eye(4, dtype=np.float32)[[0, 1]]  # both passages find an identical window: 1
+    eleven = np.array([[0.6, 0.8, 0, 0]], np.float32)  # its best window: 0.8
+    assert rescore_match([eight, eleven], windows) == pytest.approx((1.0 + 0.8) / 2)
+    assert rescore_match([eight], np.zeros((0, 4), np.float32)) == -1.0  # a score without snippets
+
+
+def mirrored_model() -> LoadedModel:
+    """A model whose audio passage encoder is its sheet passage encoder: audio snippets equal to
+    a score's sheet snippets then summarise to exactly that score's passages."""
+    model = PassageModel().eval()
+    model.audio_gru.load_state_dict(model.sheet_gru.state_dict())
+    return LoadedModel(model, "m")  # the id the test libraries are written with
+
+
+@pytest.mark.parametrize("stored", [True, False], ids=["windows stored", "indexed before them"])
+def test_a_short_excerpt_is_rescored_against_windows_of_several_lengths(tmp_path, stored):
+    systems = fixed_systems([5, 4, 6], seed=2)  # snippets 0-4 | 5-8 | 9-14
+    scores = {"a.pdf": (systems, None), "b.pdf": (fixed_systems([5, 5, 5], seed=3), None)}
+    everything = np.concatenate([s.snippets for s in systems])
+    excerpt = everything[3:11]  # 8 snippets across all three systems: no system row matches it
+    mirrored = mirrored_model()
+    with library_of(tmp_path / "lib", scores, mirrored if stored else None) as lib:
+        lib.model = mirrored
+        assert (len(lib.score_rows().rescore_ranges) == 2) == stored
+        query = unit_rows(1, seed=9)  # first-stage rows that match nothing in particular
+        plain = rank_scores(lib, query, top_k=2)
+        hits = rank_scores(lib, query, top_k=2, snippets=excerpt)
+        assert hits[0].document.name == "a.pdf"
+        # the 8-snippet window from snippet 3 (windows of 8 start every 3) is the excerpt itself
+        assert hits[0].score == pytest.approx(1.0, abs=2e-3)  # (bfloat16 storage)
+        assert all(h.score < 0.99 for h in plain)  # without its snippets: first-stage scores
+        assert hits[1].score < 0.99
+        # a query longer than RESCORE_MAX_QUERY_SNIPPETS is matched in reading order instead
+        long = np.concatenate([everything] * 2)[: RESCORE_MAX_QUERY_SNIPPETS + 1]
+        ordered = rank_scores(lib, unit_rows(2, seed=4), top_k=2, snippets=long)
+        in_order = rank_scores(lib, unit_rows(2, seed=4), top_k=2)
+        assert [h.score for h in ordered] == [h.score for h in in_order]
 
 
 @pytest.mark.parametrize("chunk", [5, 7, 64, 10_000])

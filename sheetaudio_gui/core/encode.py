@@ -29,6 +29,8 @@ from sheetaudio_gui.config import (
     FRAMES_PER_SECOND,
     QUERY_PASSAGE_HOP_SNIPPETS,
     QUERY_PASSAGE_SNIPPETS,
+    RESCORE_WINDOW_HOPS,
+    RESCORE_WINDOW_SNIPPETS,
     SCORE_WINDOW_HOP_SNIPPETS,
     SCORE_WINDOW_SNIPPETS,
     SHEET_SNIPPET_HOP_PX,
@@ -235,6 +237,42 @@ def _passages_of_sequences(
             result = model.model.audio_passages(x, lengths)
     out: Floats = result.numpy().astype(np.float32, copy=False)
     return out
+
+
+def passages_of_lengths(
+    model: LoadedModel,
+    snippets: Floats,
+    lengths: Sequence[int],
+    hops: Sequence[int],
+    sheet: bool,
+) -> list[Floats]:
+    """For each (length, hop), passages of that many consecutive snippets every `hop` (one over
+    the whole sequence when it is shorter): -> one (m, 64) array of unit vectors per length."""
+    n = len(snippets)
+    if n == 0:
+        return [np.zeros((0, model.model.dims.passage_dim), np.float32) for _ in lengths]
+    plans = []
+    for length, hop in zip(lengths, hops, strict=True):
+        size = min(length, n)
+        plans.append((size, passage_starts(n, size, hop)))
+    runs = np.concatenate([snippets[s : s + size] for size, starts in plans for s in starts])
+    counts = [size for size, starts in plans for _ in starts]
+    passages = _passages_of_sequences(model, runs.astype(np.float32, copy=False), counts, sheet)
+    bounds = np.cumsum([0] + [len(starts) for _, starts in plans])
+    return [passages[bounds[k] : bounds[k + 1]] for k in range(len(plans))]
+
+
+def rescore_windows(model: LoadedModel, systems: Sequence[SystemEncoding]) -> Floats:
+    """A score's sheet snippets in reading order cut into windows of every length of
+    config.RESCORE_WINDOW_SNIPPETS: -> (m, 64) unit vectors, stored by the library so that the
+    re-scoring of a short audio query (`search.rescore_match`) needs no GRU at query time."""
+    if not systems:
+        return np.zeros((0, model.model.dims.passage_dim), np.float32)
+    snippets = np.concatenate([s.snippets for s in systems]).astype(np.float32, copy=False)
+    windows = passages_of_lengths(
+        model, snippets, RESCORE_WINDOW_SNIPPETS, RESCORE_WINDOW_HOPS, sheet=True
+    )
+    return np.concatenate(windows)
 
 
 def reading_window_plan(

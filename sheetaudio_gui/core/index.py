@@ -7,11 +7,12 @@ FOLDER/embeddings/<matrix>.<gen>.bin     append-only matrices of fixed-width row
 Matrices: `score_passages` (one 64-d row per system), `score_snippets` (32-d per sheet window),
 `score_window_x` (window centre, page units), `score_reading` (64-d per window of consecutive
 snippets read on across system ends) with `score_reading_at` (where its centre lies: system
-ordinal + fraction), `audio_passages` (64-d per sliding passage),
-`audio_spans` (start_s, end_s per passage), `audio_snippets` (32-d per 1 s snippet). Embeddings
-are stored as bfloat16 (16-bit floats with float32's range: half the bytes of float32, like
-float16, but multiplied natively by current CPUs: on the development machine a bfloat16 matmul
-over 3 M rows took a quarter of the time of float16), positions as float32.
+ordinal + fraction), `score_rescore` (64-d per window of several lengths, read only to re-score
+the best scores for a short audio query: `encode.rescore_windows`), `audio_passages` (64-d per
+sliding passage), `audio_spans` (start_s, end_s per passage), `audio_snippets` (32-d per 1 s
+snippet). Embeddings are stored as bfloat16 (16-bit floats with float32's range: half the bytes
+of float32, like float16, but multiplied natively by current CPUs: on the development machine a
+bfloat16 matmul over 3 M rows took a quarter of the time of float16), positions as float32.
 
 Crash safety: a document is written in one SQLite transaction that holds the write lock
 (`BEGIN IMMEDIATE`). Inside it, the document's rows are written to each matrix at the matrix's
@@ -86,6 +87,7 @@ from sheetaudio_gui.core.encode import (
     embed_cuts,
     encode_audio,
     reading_windows,
+    rescore_windows,
 )
 from sheetaudio_gui.core.errors import FileProblem, IndexCorrupt, SheetAudioError
 from sheetaudio_gui.core.jobs import CancelToken, Job, Progress
@@ -244,6 +246,7 @@ MATRICES: dict[str, MatrixSpec] = {
     "score_window_x": MatrixSpec(1, np.float32),
     "score_reading": MatrixSpec(64, np.uint16),  # windows read on across system ends
     "score_reading_at": MatrixSpec(1, np.float32),  # their centres: system ordinal + fraction
+    "score_rescore": MatrixSpec(64, np.uint16),  # windows of several lengths (re-scoring only)
     "audio_passages": MatrixSpec(64, np.uint16),
     "audio_spans": MatrixSpec(2, np.float32),
     "audio_snippets": MatrixSpec(32, np.uint16),
@@ -254,6 +257,7 @@ SCORE_MATRICES = (
     "score_window_x",
     "score_reading",
     "score_reading_at",
+    "score_rescore",
 )
 AUDIO_MATRICES = ("audio_passages", "audio_spans", "audio_snippets")
 
@@ -308,6 +312,9 @@ class ScoreRows:
     reading: torch.Tensor  # (windows, 64) bfloat16: `encode.reading_windows` of every score
     reading_at: Floats  # (windows,) system ordinal + fraction of each window's centre
     reading_ranges: dict[int, tuple[int, int]]  # document id -> (first window row, count)
+    rescore: torch.Tensor  # (windows, 64) bfloat16: `encode.rescore_windows` of every score
+    rescore_ranges: dict[int, tuple[int, int]]  # document id -> (first row, count); absent for
+    # scores indexed before these windows existed (the search cuts them from the stored snippets)
 
 
 @dataclass(frozen=True)
@@ -827,7 +834,8 @@ class Library:
         if kind == "score":
             encodings = embed_cuts(model, prepared.cuts)
             reading = reading_windows(model, encodings)
-            self.write_score(path, stat, digest, prepared.page_sizes, encodings, reading)
+            rescore = rescore_windows(model, encodings)
+            self.write_score(path, stat, digest, prepared.page_sizes, encodings, reading, rescore)
         else:
             assert prepared.spectrogram is not None
             encoding = encode_audio(model, prepared.spectrogram)
@@ -843,9 +851,10 @@ class Library:
         page_sizes: Sequence[tuple[float, float, str]],
         systems: Sequence[SystemEncoding],
         reading: ReadingWindows | None = None,
+        rescore: Floats | None = None,
     ) -> None:
-        """Record a score's embeddings (systems in reading order, and the windows read on
-        across their ends) in one transaction.
+        """Record a score's embeddings (systems in reading order, the windows read on across
+        their ends, the re-scoring windows) in one transaction.
 
         Public for benchmarks and tools that make embeddings themselves.
         """
@@ -861,6 +870,7 @@ class Library:
             "score_reading_at": reading.at[:, None]
             if reading is not None and len(reading.at)
             else None,
+            "score_rescore": rescore if rescore is not None and len(rescore) else None,
         }
         with self._write():
             doc = self._new_document(path, "score", stat, digest)
@@ -1201,6 +1211,8 @@ class Library:
                 bf16_tensor(np.asarray(self._map("score_reading"))),
                 np.asarray(self._map("score_reading_at"))[:, 0],
                 self._ranges("score_reading"),
+                bf16_tensor(np.asarray(self._map("score_rescore"))),
+                self._ranges("score_rescore"),
             )
         return self._score_rows
 
@@ -1304,7 +1316,7 @@ class Library:
                 if have.get("audio_snippets", 0) == 0:
                     problems.append(f"{path}: no audio snippets")
         if not problems:  # embeddings must be unit vectors (a torn write would show here)
-            for name in ("score_passages", "score_reading", "audio_passages"):
+            for name in ("score_passages", "score_reading", "score_rescore", "audio_passages"):
                 t = bf16_tensor(np.asarray(self._map(name))).float()
                 live_rows = self._live_rows(name)
                 norms = t[torch.from_numpy(live_rows)].norm(dim=1) if len(live_rows) else None

@@ -31,6 +31,8 @@ import torch
 from sheetaudio_gui.config import (
     QUERY_PASSAGE_HOP_SNIPPETS,
     QUERY_PASSAGE_SNIPPETS,
+    RESCORE_MAX_QUERY_SNIPPETS,
+    RESCORE_QUERY_SNIPPETS,
     SEARCH_CHUNK_ROWS,
     SEARCH_REGIONS_PER_HIT,
     SEARCH_RERANK_DOCUMENTS,
@@ -45,9 +47,11 @@ from sheetaudio_gui.core.encode import (
     encode_audio,
     encode_box,
     encode_page,
+    passages_of_lengths,
+    rescore_windows,
 )
 from sheetaudio_gui.core.errors import FileProblem, SheetAudioError
-from sheetaudio_gui.core.index import Library, bf16_tensor
+from sheetaudio_gui.core.index import Library, ScoreRows, bf16_tensor
 from sheetaudio_gui.core.score import Box
 
 Floats = npt.NDArray[np.float32]
@@ -160,9 +164,15 @@ def _rows_similarity(matrix: torch.Tensor, start: int, count: int, queries: Floa
     Plain numpy (bfloat16 bits shifted into float32): for a few thousand rows torch's thread pool
     costs more than the arithmetic, tens of ms on a busy machine.
     """
-    bits = matrix[start : start + count].view(torch.int16).numpy().view(np.uint16)
-    rows = (bits.astype(np.uint32) << 16).view(np.float32)
+    rows = _float_rows(matrix, start, count)
     out: Floats = (np.asarray(queries, dtype=np.float32) @ rows.T).astype(np.float32, copy=False)
+    return out
+
+
+def _float_rows(matrix: torch.Tensor, start: int, count: int) -> Floats:
+    """Rows [start, start + count) of a bfloat16 matrix as float32 (the bits shifted)."""
+    bits = matrix[start : start + count].view(torch.int16).numpy().view(np.uint16)
+    out: Floats = (bits.astype(np.uint32) << 16).view(np.float32)
     return out
 
 
@@ -202,7 +212,7 @@ def search_with_audio_encoding(
 ) -> Results[ScoreHit]:
     """Rank the library's scores for an encoded audio query (its passages are the query rows)."""
     queries = encoding.passages
-    hits = rank_scores(library, queries, top_k)
+    hits = rank_scores(library, queries, top_k, encoding.snippets)
     refined = []
     for hit in hits:  # where inside the best system the query plays (short queries only)
         regions = list(hit.regions)
@@ -249,23 +259,34 @@ def _rank_documents(
     return ids, order, doc_scores, paths
 
 
-def rank_scores(library: Library, queries: Floats, top_k: int = 10) -> list[ScoreHit]:
+def rank_scores(
+    library: Library, queries: Floats, top_k: int = 10, snippets: Floats | None = None
+) -> list[ScoreHit]:
     """Score documents for (k, 64) query passages (in time order), each with its best systems.
 
     Candidates are a score's systems and its reading windows (`encode.reading_windows`: snippets
     read on across system ends, where an excerpt that straddles two systems finds itself); a
-    window counts for the system that holds its centre. Several query passages (an excerpt longer
-    than a system): the best SEARCH_RERANK_DOCUMENTS by independent matches are re-scored along
-    systems and windows in reading order (`ordered_match`).
+    window counts for the system that holds its centre. The best SEARCH_RERANK_DOCUMENTS by these
+    independent matches are then re-scored: a short query whose audio `snippets` are given
+    (up to RESCORE_MAX_QUERY_SNIPPETS) against windows of several lengths (`rescore_match`);
+    several query passages (an excerpt longer than that) along systems and windows in reading
+    order (`ordered_match`).
     """
     rows = library.score_rows()
-    ordered = len(queries) > 1
-    candidates = max(top_k, SEARCH_RERANK_DOCUMENTS) if ordered else top_k
+    rescore = snippets is not None and 0 < len(snippets) <= RESCORE_MAX_QUERY_SNIPPETS
+    ordered = len(queries) > 1 and not rescore
+    candidates = max(top_k, SEARCH_RERANK_DOCUMENTS) if ordered or rescore else top_k
     sources = [(rows.passages, rows.ranges), (rows.reading, rows.reading_ranges)]
     ranked = _rank_documents(library, sources, queries, candidates)
     if ranked is None:
         return []
     ids, order, doc_scores, paths = ranked
+    query_runs: list[Floats] = []
+    if rescore and snippets is not None:
+        hops = (QUERY_PASSAGE_HOP_SNIPPETS,) * len(RESCORE_QUERY_SNIPPETS)
+        query_runs = passages_of_lengths(
+            library.model, snippets, RESCORE_QUERY_SNIPPETS, hops, sheet=False
+        )
     scored = []  # (score, document id, its system rows, best similarity per system)
     for d in order:
         doc_id = int(ids[d])
@@ -282,6 +303,8 @@ def rank_scores(library: Library, queries: Floats, top_k: int = 10) -> list[Scor
         score = float(doc_scores[d])
         if ordered:
             score = ordered_match(sims, at)[0]
+        elif rescore:
+            score = rescore_match(query_runs, _rescore_windows(library, rows, doc_id, paths))
         per_system = np.full(count, -np.inf, np.float32)  # a window counts for its centre system
         np.maximum.at(per_system, np.minimum(at.astype(np.int64), count - 1), sims.max(axis=0))
         scored.append((score, doc_id, mine, per_system))
@@ -301,6 +324,29 @@ def rank_scores(library: Library, queries: Floats, top_k: int = 10) -> list[Scor
         ]
         hits.append(ScoreHit(paths[doc_id], score, regions))
     return hits
+
+
+def _rescore_windows(
+    library: Library, rows: ScoreRows, doc_id: int, paths: dict[int, Path]
+) -> Floats:
+    """A score's re-scoring windows (`encode.rescore_windows`): stored with the score, or cut
+    from its stored snippets when it was indexed before they existed."""
+    start, count = rows.rescore_ranges.get(doc_id, (0, 0))
+    if count:
+        return _float_rows(rows.rescore, start, count)
+    return rescore_windows(library.model, library.systems(paths[doc_id]))
+
+
+def rescore_match(query: Sequence[Floats], windows: Floats) -> float:
+    """A short audio query against one score: for each query passage length, the mean over its
+    passages of each one's best window; then the mean over lengths (cosine, in [-1, 1]).
+
+    Every part of the excerpt must find itself in the score, at whatever window length fits its
+    tempo; the library's piece identification and the evaluation's both use this."""
+    if len(windows) == 0:
+        return -1.0
+    parts = [float((q @ windows.T).max(axis=1).mean()) for q in query if len(q)]
+    return float(np.mean(parts)) if parts else -1.0
 
 
 def _with_x_range(

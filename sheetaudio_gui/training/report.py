@@ -32,17 +32,23 @@ import torch.nn.functional as F
 from sheetaudio_gui.config import (
     AUDIO_SNIPPET_FRAMES,
     AUDIO_SNIPPET_HOP_FRAMES,
+    QUERY_PASSAGE_HOP_SNIPPETS,
+    RESCORE_MAX_QUERY_SNIPPETS,
+    RESCORE_QUERY_SNIPPETS,
+    RESCORE_WINDOW_HOPS,
+    RESCORE_WINDOW_SNIPPETS,
     SEARCH_RERANK_DOCUMENTS,
 )
 from sheetaudio_gui.core.encode import (
     indexed_passage_plan,
+    passage_starts,
     query_passage_plan,
     reading_window_plan,
 )
 from sheetaudio_gui.core.errors import SheetAudioError
 from sheetaudio_gui.core.jobs import Job, Progress
 from sheetaudio_gui.core.models import PassageModel
-from sheetaudio_gui.core.search import ordered_match
+from sheetaudio_gui.core.search import ordered_match, rescore_match
 from sheetaudio_gui.training import augment, chroma
 from sheetaudio_gui.training.bank import PAGE_VARIANT_VERSION, Variant, ensure_bank, manifest_hash
 from sheetaudio_gui.training.batches import BankTensors, pad_sequences, sheet_windows
@@ -60,14 +66,16 @@ SNIPPET_PAIRS = 2000  # the 2018 protocol's snippet-level test size
 EXCERPT_SNIPPETS = 11  # 10 s of audio: 1 + (200 - 20) / 18 snippet windows
 EXCERPTS_PER_PERFORMANCE = 2
 # Version of the piece-identification procedure: rows of earlier reports are carried only when it
-# matches. 3: as 2, an excerpt is also matched against the score's reading windows, and a page
+# matches. 4: as 3, and the best SEARCH_RERANK_DOCUMENTS pieces for an excerpt are re-scored
+# against windows of several lengths (search.rescore_match), as the library re-scores short
+# queries. 3: as 2, an excerpt is also matched against the score's reading windows, and a page
 # against the library's sliding audio passages (config.AUDIO_PASSAGE_*), as in the library.
 # 2: excerpts cut as the library's audio search cuts them, pages re-scored in reading order.
 # 1: 5-snippet sub-passages voted with the whole excerpt; pages by independent matches.
-PIECE_ID_METHOD = 3
+PIECE_ID_METHOD = 4
 # Robustness row "moved-ends": each end of every audio passage moves by up to this share of its
-# length. A library's reading windows start every 3 sheet snippets and an excerpt anywhere, so a
-# passage meets partners off by about a window hop (3 of ~12 snippets of a system: 25 %) or less.
+# length. A library's reading windows of 8 snippets start every 3 and an excerpt starts anywhere,
+# so the nearest window is off by up to 1.5 of 8 snippets at each end (about 20 %).
 MOVED_ENDS = 0.2
 MOVED_NOTE = (
     f"moved-ends: each end of the audio passages moved by up to {MOVED_ENDS:.0%} of their length"
@@ -193,6 +201,26 @@ def _runs(
     return _summarise(model, torch.cat(seqs), lengths, "audio", summary)
 
 
+@torch.inference_mode()
+def _passages_of_lengths(
+    model: PassageModel,
+    snippets: torch.Tensor,
+    lengths: tuple[int, ...],
+    hops: tuple[int, ...],
+    side: str,
+    summary: Summary,
+) -> list[npt.NDArray[np.float32]]:
+    """`core.encode.passages_of_lengths` with the evaluation's summary (GRU or snippet mean)."""
+    n = snippets.shape[0]
+    out = []
+    for length, hop in zip(lengths, hops, strict=True):
+        size = min(length, n)
+        seqs = [snippets[s : s + size] for s in passage_starts(n, size, hop).tolist()]
+        lens = torch.full((len(seqs),), size)
+        out.append(_summarise(model, torch.cat(seqs), lens, side, summary).numpy())
+    return out
+
+
 # --- tables ------------------------------------------------------------------------------------
 
 
@@ -255,7 +283,22 @@ def piece_identification(
     candidate_piece = np.concatenate([system_piece, reading_piece])
     perf_snippets = [_performance_snippets(model, bt, p) for p in range(len(bt.perfs))]
     # audio -> piece: each query passage of the excerpt adds its best similarity per piece, over
-    # the piece's systems and reading windows
+    # the piece's systems and reading windows; the best pieces are re-scored as the library
+    # re-scores a short query (windows of several lengths: search.rescore_match)
+    rescore_windows = {
+        int(q): np.concatenate(
+            _passages_of_lengths(
+                model,
+                torch.cat([per_system[g] for g in np.flatnonzero(system_piece == q)]),
+                RESCORE_WINDOW_SNIPPETS,
+                RESCORE_WINDOW_HOPS,
+                "sheet",
+                row.summary,
+            )
+        )
+        for q in pieces
+    }
+    query_hops = (QUERY_PASSAGE_HOP_SNIPPETS,) * len(RESCORE_QUERY_SNIPPETS)
     audio_ranks = []
     for p, snippets in enumerate(perf_snippets):
         n = snippets.shape[0]
@@ -265,9 +308,16 @@ def piece_identification(
             length, query_starts = query_passage_plan(len(excerpt))  # as the library's search
             emb = _runs(model, excerpt, query_starts.tolist(), length, row.summary)
             sim = (emb @ candidates.T).numpy()  # (subs, systems + windows)
-            best = _best_per_piece(sim, candidate_piece, pieces)  # (subs, pieces)
-            scores = {int(q): float(best[:, j].sum()) for j, q in enumerate(pieces)}
-            audio_ranks.append(_rank_of(scores, int(bt.perfs[p, 2])))
+            independent = _best_per_piece(sim, candidate_piece, pieces).sum(axis=0)
+            scores = {int(q): float(v) for q, v in zip(pieces, independent, strict=True)}
+            rerank = pieces[np.argsort(-independent, kind="stable")[:SEARCH_RERANK_DOCUMENTS]]
+            truth = int(bt.perfs[p, 2])
+            if len(excerpt) <= RESCORE_MAX_QUERY_SNIPPETS and truth in rerank:
+                runs = _passages_of_lengths(
+                    model, excerpt, RESCORE_QUERY_SNIPPETS, query_hops, "audio", row.summary
+                )
+                scores = {int(q): rescore_match(runs, rescore_windows[int(q)]) for q in rerank}
+            audio_ranks.append(_rank_of(scores, truth))
     # page -> piece: each system of the page takes its best sliding audio passage per piece
     # (the library's rank_recordings: independent matches, then the best re-scored in reading
     # order along passages whose start never decreases; a piece scores as its best performance)
