@@ -312,9 +312,6 @@ class ScoreRows:
     reading: torch.Tensor  # (windows, 64) bfloat16: `encode.reading_windows` of every score
     reading_at: Floats  # (windows,) system ordinal + fraction of each window's centre
     reading_ranges: dict[int, tuple[int, int]]  # document id -> (first window row, count)
-    rescore: torch.Tensor  # (windows, 64) bfloat16: `encode.rescore_windows` of every score
-    rescore_ranges: dict[int, tuple[int, int]]  # document id -> (first row, count); absent for
-    # scores indexed before these windows existed (the search cuts them from the stored snippets)
 
 
 @dataclass(frozen=True)
@@ -1114,6 +1111,34 @@ class Library:
             )
         return out
 
+    def rescore_rows(self, doc: int) -> Floats:
+        """A score's re-scoring windows (`encode.rescore_windows`) as float32: (m, 64), or
+        (0, 64) for a score indexed before they existed.
+
+        Read from the file, not through the memory map: the few scores a query re-scores need
+        not stay in the process's memory (a long session would otherwise map them all in).
+        """
+        return self._read(lambda: self._rescore_rows(doc))
+
+    def _rescore_rows(self, doc: int) -> Floats:
+        name = "score_rescore"
+        start, count = self._range(doc, name)
+        if count == 0:
+            return np.zeros((0, MATRICES[name].columns), np.float32)
+        file, rows = self._matrix_rows()[name]
+        width = _row_bytes(name)
+        path = self.folder / LIBRARY_EMBEDDINGS_DIR / file
+        with path.open("rb") as f:  # FileNotFoundError: replaced meanwhile (`_read` retries)
+            f.seek(start * width)
+            data = f.read(count * width)
+        if start + count > rows or len(data) != count * width:
+            raise IndexCorrupt(
+                f"{path}: the rows of document {doc} are missing (the file was cut short); run "
+                f"`sheetaudio library repair --library {self.folder}`"
+            )
+        bits = np.frombuffer(data, np.uint16).reshape(count, MATRICES[name].columns)
+        return from_bf16_bits(bits)
+
     def audio(self, path: Path) -> AudioEncoding:
         """The stored snippets and passages of an indexed recording."""
         return self._read(lambda: self._audio(path))
@@ -1211,8 +1236,6 @@ class Library:
                 bf16_tensor(np.asarray(self._map("score_reading"))),
                 np.asarray(self._map("score_reading_at"))[:, 0],
                 self._ranges("score_reading"),
-                bf16_tensor(np.asarray(self._map("score_rescore"))),
-                self._ranges("score_rescore"),
             )
         return self._score_rows
 

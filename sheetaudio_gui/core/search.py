@@ -51,7 +51,7 @@ from sheetaudio_gui.core.encode import (
     rescore_windows,
 )
 from sheetaudio_gui.core.errors import FileProblem, SheetAudioError
-from sheetaudio_gui.core.index import Library, ScoreRows, bf16_tensor
+from sheetaudio_gui.core.index import Library, bf16_tensor
 from sheetaudio_gui.core.score import Box
 
 Floats = npt.NDArray[np.float32]
@@ -164,15 +164,9 @@ def _rows_similarity(matrix: torch.Tensor, start: int, count: int, queries: Floa
     Plain numpy (bfloat16 bits shifted into float32): for a few thousand rows torch's thread pool
     costs more than the arithmetic, tens of ms on a busy machine.
     """
-    rows = _float_rows(matrix, start, count)
-    out: Floats = (np.asarray(queries, dtype=np.float32) @ rows.T).astype(np.float32, copy=False)
-    return out
-
-
-def _float_rows(matrix: torch.Tensor, start: int, count: int) -> Floats:
-    """Rows [start, start + count) of a bfloat16 matrix as float32 (the bits shifted)."""
     bits = matrix[start : start + count].view(torch.int16).numpy().view(np.uint16)
-    out: Floats = (bits.astype(np.uint32) << 16).view(np.float32)
+    rows = (bits.astype(np.uint32) << 16).view(np.float32)
+    out: Floats = (np.asarray(queries, dtype=np.float32) @ rows.T).astype(np.float32, copy=False)
     return out
 
 
@@ -304,7 +298,8 @@ def rank_scores(
         if ordered:
             score = ordered_match(sims, at)[0]
         elif rescore:
-            score = rescore_match(query_runs, _rescore_windows(library, rows, doc_id, paths))
+            windows = _rescore_windows(library, doc_id, paths[doc_id])
+            score = rescore_match(query_runs, windows) if windows is not None else score
         per_system = np.full(count, -np.inf, np.float32)  # a window counts for its centre system
         np.maximum.at(per_system, np.minimum(at.astype(np.int64), count - 1), sims.max(axis=0))
         scored.append((score, doc_id, mine, per_system))
@@ -326,15 +321,16 @@ def rank_scores(
     return hits
 
 
-def _rescore_windows(
-    library: Library, rows: ScoreRows, doc_id: int, paths: dict[int, Path]
-) -> Floats:
+def _rescore_windows(library: Library, doc_id: int, path: Path) -> Floats | None:
     """A score's re-scoring windows (`encode.rescore_windows`): stored with the score, or cut
-    from its stored snippets when it was indexed before they existed."""
-    start, count = rows.rescore_ranges.get(doc_id, (0, 0))
-    if count:
-        return _float_rows(rows.rescore, start, count)
-    return rescore_windows(library.model, library.systems(paths[doc_id]))
+    from its stored snippets when it was indexed before they existed; None when it is gone."""
+    windows = library.rescore_rows(doc_id)
+    if len(windows):
+        return windows
+    try:
+        return rescore_windows(library.model, library.systems(path))
+    except SheetAudioError:  # removed since the first stage
+        return None
 
 
 def rescore_match(query: Sequence[Floats], windows: Floats) -> float:
