@@ -10,7 +10,7 @@ vectors measure the real latency. Sizes: recordings of 20 min; 50 pages per 1 h 
 (5.6 in the test split written out as a library by `sheetaudio eval-library`) and the score's
 reading windows over them (`encode.reading_windows`: 8 snippets every 3, ~2 per page), and the
 windows that re-score short audio queries (`encode.rescore_windows`: 3-8 snippets, ~13 per
-system; read only for the best 50 scores of a query of up to 16 snippets). Each
+system; read only for the best 50 scores of a query of up to 40 snippets). Each
 size is measured in a fresh process: open the library, run each query kind 5 times (after one
 warm-up query that builds the row tables), report the median and the peak RSS.
 """
@@ -134,7 +134,7 @@ def measure(folder: Path) -> dict[str, float]:
     rows_10s = len(query_passage_plan(11)[1])  # 10 s = 11 snippets, cut as search_audio cuts
     rows_30s = len(query_passage_plan(33)[1])
     excerpt_10s = rng.standard_normal((11, 32), dtype=np.float32)  # its snippets: re-scored
-    excerpt_30s = rng.standard_normal((33, 32), dtype=np.float32)  # too long: reading order
+    excerpt_30s = rng.standard_normal((33, 32), dtype=np.float32)
     queries: dict[str, tuple[Callable[..., Any], np.ndarray, dict[str, Any]]] = {
         "score->audio, page (5 systems)": (rank_recordings, unit(rng, SYSTEMS_PER_PAGE, 64), {}),
         "score->audio, system": (rank_recordings, unit(rng, 1, 64), {}),
@@ -143,7 +143,7 @@ def measure(folder: Path) -> dict[str, float]:
             unit(rng, rows_10s, 64),
             {"snippets": excerpt_10s},
         ),
-        f"audio->score, 30 s excerpt ({rows_30s} rows)": (
+        f"audio->score, 30 s excerpt ({rows_30s} rows, re-scored)": (
             rank_scores,
             unit(rng, rows_30s, 64),
             {"snippets": excerpt_30s},

@@ -425,7 +425,8 @@ def test_a_short_excerpt_is_rescored_against_windows_of_several_lengths(tmp_path
         assert all(h.score < 0.99 for h in plain)  # without its snippets: first-stage scores
         assert hits[1].score < 0.99
         # a query longer than RESCORE_MAX_QUERY_SNIPPETS is matched in reading order instead
-        long = np.concatenate([everything] * 2)[: RESCORE_MAX_QUERY_SNIPPETS + 1]
+        long = np.concatenate([everything] * 3)[: RESCORE_MAX_QUERY_SNIPPETS + 1]
+        assert len(long) == RESCORE_MAX_QUERY_SNIPPETS + 1
         ordered = rank_scores(lib, unit_rows(2, seed=4), top_k=2, snippets=long)
         in_order = rank_scores(lib, unit_rows(2, seed=4), top_k=2)
         assert [h.score for h in ordered] == [h.score for h in in_order]
