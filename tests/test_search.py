@@ -40,6 +40,7 @@ from sheetaudio_gui.core.search import (
     rank_recordings,
     rank_scores,
     rescore_match,
+    rescore_matches,
     search_audio_file,
     search_score,
 )
@@ -449,3 +450,13 @@ def test_best_similarity_per_document_equals_brute_force_across_chunk_ends(monke
         expected = (queries @ rows[start : start + count].T).max(axis=1)
         assert best[:, column] == pytest.approx(expected, abs=0.02)
     assert sorted(ids.tolist()) == sorted(ranges)
+
+
+def test_rescoring_many_scores_at_once_equals_one_at_a_time():
+    query = [unit_rows(4, seed=1), unit_rows(2, seed=2), np.zeros((0, 64), np.float32)]
+    windows = [unit_rows(n, seed=10 + n) for n in (5, 1, 0, 9)]  # one score without windows
+    windows[2] = np.zeros((0, 64), np.float32)
+    together = rescore_matches(query, windows)
+    assert together == pytest.approx([rescore_match(query, w) for w in windows], abs=1e-6)
+    assert together[2] == -1.0
+    assert rescore_matches([], windows) == [-1.0] * 4

@@ -230,7 +230,9 @@ def bf16_tensor(bits: npt.NDArray[np.uint16]) -> torch.Tensor:
 
 
 def from_bf16_bits(bits: npt.NDArray[np.uint16]) -> Floats:
-    out: Floats = bf16_tensor(np.ascontiguousarray(bits)).float().numpy()
+    """bfloat16 bits -> float32 (exact: the bits shifted into the high half). Plain numpy: for a
+    few thousand rows torch's thread pool costs more than the arithmetic on a busy machine."""
+    out: Floats = (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
     return out
 
 

@@ -51,7 +51,7 @@ from sheetaudio_gui.core.encode import (
     rescore_windows,
 )
 from sheetaudio_gui.core.errors import FileProblem, SheetAudioError
-from sheetaudio_gui.core.index import Library, bf16_tensor
+from sheetaudio_gui.core.index import Library, bf16_tensor, from_bf16_bits
 from sheetaudio_gui.core.score import Box
 
 Floats = npt.NDArray[np.float32]
@@ -164,8 +164,7 @@ def _rows_similarity(matrix: torch.Tensor, start: int, count: int, queries: Floa
     Plain numpy (bfloat16 bits shifted into float32): for a few thousand rows torch's thread pool
     costs more than the arithmetic, tens of ms on a busy machine.
     """
-    bits = matrix[start : start + count].view(torch.int16).numpy().view(np.uint16)
-    rows = (bits.astype(np.uint32) << 16).view(np.float32)
+    rows = from_bf16_bits(matrix[start : start + count].view(torch.int16).numpy().view(np.uint16))
     out: Floats = (np.asarray(queries, dtype=np.float32) @ rows.T).astype(np.float32, copy=False)
     return out
 
@@ -297,12 +296,16 @@ def rank_scores(
         score = float(doc_scores[d])
         if ordered:
             score = ordered_match(sims, at)[0]
-        elif rescore:
-            windows = _rescore_windows(library, doc_id, paths[doc_id])
-            score = rescore_match(query_runs, windows) if windows is not None else score
         per_system = np.full(count, -np.inf, np.float32)  # a window counts for its centre system
         np.maximum.at(per_system, np.minimum(at.astype(np.int64), count - 1), sims.max(axis=0))
         scored.append((score, doc_id, mine, per_system))
+    if rescore:
+        windows = [_rescore_windows(library, doc_id, paths[doc_id]) for _, doc_id, _, _ in scored]
+        values = rescore_matches(query_runs, [w if w is not None else _NONE for w in windows])
+        scored = [
+            (value if w is not None else item[0], *item[1:])
+            for item, w, value in zip(scored, windows, values, strict=True)
+        ]
     scored.sort(key=lambda item: -item[0])  # stable: ties keep the independent order
     hits = []
     for score, doc_id, mine, best in scored[:top_k]:  # regions only for what is returned
@@ -331,6 +334,27 @@ def _rescore_windows(library: Library, doc_id: int, path: Path) -> Floats | None
         return rescore_windows(library.model, library.systems(path))
     except SheetAudioError:  # removed since the first stage
         return None
+
+
+_NONE: Floats = np.zeros((0, 1), np.float32)  # a score without re-scoring windows
+
+
+def rescore_matches(query: Sequence[Floats], windows: Sequence[Floats]) -> list[float]:
+    """`rescore_match` for several scores at once: one matrix product per query length over all
+    their windows (fifty small products cost more in thread hand-offs than in arithmetic)."""
+    sizes = np.array([len(w) for w in windows], dtype=np.int64)
+    out = np.full(len(windows), -1.0)
+    have = np.flatnonzero(sizes > 0)
+    parts = [q for q in query if len(q)]
+    if len(have) == 0 or not parts:
+        return out.tolist()
+    stacked = np.concatenate([windows[int(k)] for k in have])
+    starts = np.concatenate([[0], np.cumsum(sizes[have])[:-1]])
+    per_length = [
+        np.maximum.reduceat(q @ stacked.T, starts, axis=1).mean(axis=0) for q in parts
+    ]  # each: (documents with windows,) mean over the length's passages of their best window
+    out[have] = np.mean(per_length, axis=0)
+    return [float(v) for v in out]
 
 
 def rescore_match(query: Sequence[Floats], windows: Floats) -> float:
