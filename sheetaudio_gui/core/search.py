@@ -51,7 +51,7 @@ from sheetaudio_gui.core.encode import (
     rescore_windows,
 )
 from sheetaudio_gui.core.errors import FileProblem, SheetAudioError
-from sheetaudio_gui.core.index import Library, bf16_tensor, from_bf16_bits
+from sheetaudio_gui.core.index import Library, ScoreRows, bf16_tensor, from_bf16_bits
 from sheetaudio_gui.core.score import Box
 
 Floats = npt.NDArray[np.float32]
@@ -280,41 +280,28 @@ def rank_scores(
         query_runs = passages_of_lengths(
             library.model, snippets, RESCORE_QUERY_SNIPPETS, hops, sheet=False
         )
-    scored = []  # (score, document id, its system rows, best similarity per system)
-    for d in order:
-        doc_id = int(ids[d])
-        start, count = rows.ranges.get(doc_id, (0, 0))
-        mine = np.arange(start, start + count, dtype=np.int64)
-        sims = _rows_similarity(rows.passages, start, count, queries)  # (k, systems)
-        at = np.arange(count, dtype=np.float64)  # reading order: the system ordinal
-        w_start, w_count = rows.reading_ranges.get(doc_id, (0, 0))
-        if w_count:
-            w_sims = _rows_similarity(rows.reading, w_start, w_count, queries)
-            w_at = np.asarray(rows.reading_at[w_start : w_start + w_count], dtype=np.float64)
-            sims = np.concatenate([sims, w_sims], axis=1)
-            at = np.concatenate([at, w_at])
-        score = float(doc_scores[d])
-        if ordered:
-            score = ordered_match(sims, at)[0]
-        per_system = np.full(count, -np.inf, np.float32)  # a window counts for its centre system
-        np.maximum.at(per_system, np.minimum(at.astype(np.int64), count - 1), sims.max(axis=0))
-        scored.append((score, doc_id, mine, per_system))
-    if rescore:
-        windows = [_rescore_windows(library, doc_id, paths[doc_id]) for _, doc_id, _, _ in scored]
-        values = rescore_matches(query_runs, [w if w is not None else _NONE for w in windows])
-        scored = [
-            (value if w is not None else item[0], *item[1:])
-            for item, w, value in zip(scored, windows, values, strict=True)
-        ]
-    scored.sort(key=lambda item: -item[0])  # stable: ties keep the independent order
+    doc_ids = [int(ids[d]) for d in order]
+    scores = [float(doc_scores[d]) for d in order]
+    sims_of: dict[int, tuple[Floats, npt.NDArray[np.float64]]] = {}
+    if ordered:
+        for k, doc_id in enumerate(doc_ids):
+            sims_of[doc_id] = _document_sims(rows, doc_id, queries)
+            scores[k] = ordered_match(*sims_of[doc_id])[0]
+    elif rescore:
+        scores = _rescored(library, query_runs, doc_ids, paths, scores)
+    ranking = sorted(zip(scores, doc_ids, strict=True), key=lambda item: -item[0])  # stable
     hits = []
-    for score, doc_id, mine, best in scored[:top_k]:  # regions only for what is returned
+    for score, doc_id in ranking[:top_k]:  # regions only for what is returned
+        sims, at = sims_of.get(doc_id) or _document_sims(rows, doc_id, queries)
+        start, count = rows.ranges.get(doc_id, (0, 0))
+        best = np.full(count, -np.inf, np.float32)  # a window counts for its centre system
+        np.maximum.at(best, np.minimum(at.astype(np.int64), count - 1), sims.max(axis=0))
         top = np.argsort(-best, kind="stable")[:SEARCH_REGIONS_PER_HIT]
         regions = [
             ScoreRegion(
-                page=int(rows.page[mine[t]]),
-                system=int(rows.system[mine[t]]),
-                box=_box(rows.box[mine[t]]),
+                page=int(rows.page[start + t]),
+                system=int(rows.system[start + t]),
+                box=_box(rows.box[start + t]),
                 score=float(best[t]),
                 x_range=None,
             )
@@ -322,6 +309,37 @@ def rank_scores(
         ]
         hits.append(ScoreHit(paths[doc_id], score, regions))
     return hits
+
+
+def _document_sims(
+    rows: ScoreRows, doc_id: int, queries: Floats
+) -> tuple[Floats, npt.NDArray[np.float64]]:
+    """Similarity of the query rows to a score's systems and reading windows, and where each
+    lies in reading order (system ordinal, + fraction for a window's centre)."""
+    start, count = rows.ranges.get(doc_id, (0, 0))
+    sims = _rows_similarity(rows.passages, start, count, queries)  # (k, systems)
+    at = np.arange(count, dtype=np.float64)
+    w_start, w_count = rows.reading_ranges.get(doc_id, (0, 0))
+    if w_count:
+        w_sims = _rows_similarity(rows.reading, w_start, w_count, queries)
+        w_at = np.asarray(rows.reading_at[w_start : w_start + w_count], dtype=np.float64)
+        sims = np.concatenate([sims, w_sims], axis=1)
+        at = np.concatenate([at, w_at])
+    return sims, at
+
+
+def _rescored(
+    library: Library,
+    query_runs: list[Floats],
+    doc_ids: list[int],
+    paths: dict[int, Path],
+    scores: list[float],
+) -> list[float]:
+    """The documents' re-scored values (`rescore_matches`); a document removed since the first
+    stage keeps its first-stage score."""
+    windows = [_rescore_windows(library, d, paths[d]) for d in doc_ids]
+    values = iter(rescore_matches(query_runs, [w for w in windows if w is not None]))
+    return [next(values) if w is not None else old for w, old in zip(windows, scores, strict=True)]
 
 
 def _rescore_windows(library: Library, doc_id: int, path: Path) -> Floats | None:
@@ -334,9 +352,6 @@ def _rescore_windows(library: Library, doc_id: int, path: Path) -> Floats | None
         return rescore_windows(library.model, library.systems(path))
     except SheetAudioError:  # removed since the first stage
         return None
-
-
-_NONE: Floats = np.zeros((0, 1), np.float32)  # a score without re-scoring windows
 
 
 def rescore_matches(query: Sequence[Floats], windows: Sequence[Floats]) -> list[float]:
@@ -362,11 +377,9 @@ def rescore_match(query: Sequence[Floats], windows: Floats) -> float:
     passages of each one's best window; then the mean over lengths (cosine, in [-1, 1]).
 
     Every part of the excerpt must find itself in the score, at whatever window length fits its
-    tempo; the library's piece identification and the evaluation's both use this."""
-    if len(windows) == 0:
-        return -1.0
-    parts = [float((q @ windows.T).max(axis=1).mean()) for q in query if len(q)]
-    return float(np.mean(parts)) if parts else -1.0
+    tempo; the library's piece identification and the evaluation's both use this. -1 for a
+    score without windows."""
+    return rescore_matches(query, [windows])[0]
 
 
 def _with_x_range(
