@@ -60,6 +60,10 @@ class ModelDims:
     snippet_dim: int = 32  # snippet embedding size
     gru_hidden: int = 128  # passage GRU state size
     passage_dim: int = 64  # passage embedding size (L2-normalised)
+    # how a GRU summarises a passage: "last" = its state after the last snippet (the papers');
+    # "last+mean" adds a projection of the mean of all its states, so the summary depends less
+    # on where the passage happens to begin and end (see PassageGRU)
+    summary: str = "last"
     spec_bins: int = SPEC_BINS
     audio_snippet_frames: int = AUDIO_SNIPPET_FRAMES
     sheet_snippet_height: int = SHEET_SNIPPET_HEIGHT_PX

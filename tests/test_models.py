@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sheetaudio_gui.config import ModelDims
 from sheetaudio_gui.core.models import (
@@ -15,6 +16,7 @@ from sheetaudio_gui.core.models import (
     load_model,
     save_model,
     sheet_input,
+    with_summary,
 )
 
 
@@ -41,13 +43,49 @@ def test_passage_embeddings_are_64_dimensional_and_unit_length(model):
     assert torch.allclose(out.norm(dim=1), torch.ones(5), atol=1e-5)
 
 
-def test_padding_beyond_a_passage_length_does_not_change_its_embedding(model):
+@pytest.mark.parametrize("summary", ["last", "last+mean"])
+def test_padding_beyond_a_passage_length_does_not_change_its_embedding(model, summary):
+    model = with_summary(model, summary)
     seq = torch.randn(1, 3, 32)
     padded = torch.cat([seq, torch.randn(1, 4, 32)], dim=1)
     with torch.inference_mode():
         a = model.audio_passages(seq, torch.tensor([3]))
         b = model.audio_passages(padded, torch.tensor([3]))
     assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_a_last_plus_mean_summary_starts_halfway_between_the_last_state_and_the_mean(model):
+    """Fine-tuning into the new summary starts from the trained projection applied to both."""
+    upgraded = with_summary(model, "last+mean")
+    seq = torch.randn(2, 6, 32)
+    with torch.inference_mode():
+        gru = model.sheet_gru
+        states, _ = gru.gru(seq)
+        halfway = gru.project(states[:, -1]) + states.mean(1) @ gru.project.weight.T
+        summary = upgraded.sheet_passages(seq, torch.tensor([6, 6]))
+        assert torch.allclose(summary, F.normalize(halfway, dim=1), atol=1e-5)
+        assert not torch.allclose(summary, model.sheet_passages(seq, torch.tensor([6, 6])))
+        snippets = audio_input(torch.randn(2, 92, 20))  # the snippet CNNs are the same
+        assert torch.equal(upgraded.audio_snippets(snippets), model.audio_snippets(snippets))
+    with pytest.raises(ValueError, match="cannot turn"):
+        with_summary(upgraded, "last")
+
+
+def test_a_checkpoint_keeps_its_summary_and_older_files_read_as_last_state(tmp_path, model):
+    path = tmp_path / "mean.pt"
+    upgraded = with_summary(model, "last+mean")
+    save_model(upgraded, path)
+    loaded = load_model(path).model
+    seq, lengths = torch.randn(3, 5, 32), torch.tensor([5, 2, 4])
+    with torch.inference_mode():
+        assert loaded.dims.summary == "last+mean"
+        expected = upgraded.audio_passages(seq, lengths)
+        assert torch.allclose(loaded.audio_passages(seq, lengths), expected, atol=1e-6)
+    save_model(model, path)
+    payload = torch.load(path, weights_only=True)
+    del payload["dims"]["summary"]  # as in a file written before summaries existed
+    torch.save(payload, path)
+    assert load_model(path).model.dims.summary == "last"
 
 
 def test_sheet_input_turns_paper_into_zero_and_ink_into_one():

@@ -9,6 +9,7 @@ from material import tiny_model_file
 
 from sheetaudio_gui.config import ModelDims
 from sheetaudio_gui.core import snippets
+from sheetaudio_gui.core.models import load_model
 from sheetaudio_gui.training.bank import BANK_STRIP_HEIGHT, BANK_STRIP_PAD_PX, Bank
 from sheetaudio_gui.training.batches import (
     BankTensors,
@@ -169,6 +170,30 @@ def test_a_stage_can_start_from_given_weights_instead_of_the_previous_stage(tmp_
     state = torch.load(tmp_path / "run" / "finetune" / "last.pt", weights_only=True)
     assert state["step"] == 2 and tuple(state["dims"]["cnn_channels"]) == TINY.cnn_channels
     assert state["config"]["init"] == str(init) and state["config"]["loss"] == "infonce"
+
+
+def test_a_stage_turns_its_starting_model_into_a_mean_summary_and_resumes_with_it(tmp_path):
+    bt = BankTensors.from_bank(synthetic_bank(16))
+    bv = BankTensors.from_bank(synthetic_bank(8, seed=1))
+    init = tiny_model_file(tmp_path, TINY)  # summary: the last state
+    for steps in (2, 3):  # the second call resumes from last.pt, whose weights have the mean's
+        cfg = stage_config(
+            "finetune",
+            steps,
+            "cpu",
+            seed=0,
+            batch=4,
+            eval_every=100,
+            checkpoint_every=1,
+            init=str(init),
+            summary="last+mean",
+        )
+        for _ in train_on_banks(bt, bv, tmp_path / "run", cfg):
+            pass
+    state = torch.load(tmp_path / "run" / "finetune" / "last.pt", weights_only=True)
+    assert state["step"] == 3 and state["dims"]["summary"] == "last+mean"
+    assert "sheet_gru.project_mean.weight" in state["model"]
+    assert load_model(tmp_path / "run" / "finetune" / "best.pt").model.dims.summary == "last+mean"
 
 
 def test_ranking_loss_is_zero_for_perfect_pairs_and_positive_for_swapped_ones():

@@ -87,6 +87,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "key, texture, font and sound); default 1 = systems drawn at random",
     )
     parser.add_argument(
+        "--summary",
+        choices=("last+mean",),
+        help="turn the starting model's passage summary (the GRU's last state) into last+mean: "
+        "the last state plus the mean of all states, less sensitive to where a passage begins "
+        "and ends",
+    )
+    parser.add_argument(
         "--init",
         type=Path,
         help="start the stage from these weights (e.g. models/sheetaudio-passage.pt) instead of "
@@ -120,6 +127,7 @@ def train_command(args: argparse.Namespace) -> int:
             "across": args.across,
             "loose": args.loose,
             "per_piece": args.per_piece,
+            "summary": args.summary or "",
         }
         if args.init:
             if not args.init.is_file():

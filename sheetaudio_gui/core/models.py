@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,20 +72,38 @@ class SnippetCNN(nn.Module):
         return self.project(self.features(x).flatten(1))  # type: ignore[no-any-return]
 
 
+PASSAGE_SUMMARIES = ("last", "last+mean")
+
+
 class PassageGRU(nn.Module):
-    """Summarise snippet embeddings: (batch, steps, 32) + lengths -> (batch, 64), L2-normalised."""
+    """Summarise snippet embeddings: (batch, steps, 32) + lengths -> (batch, 64), L2-normalised.
+
+    With `summary="last+mean"` the summary also projects the mean of the GRU's states over the
+    passage: the last state is dominated by the last few snippets, so a passage that ends a
+    little earlier or later (any excerpt of a recording) moved it far; the mean moves little.
+    """
 
     def __init__(self, dims: ModelDims) -> None:
         super().__init__()
+        if dims.summary not in PASSAGE_SUMMARIES:
+            raise ValueError(f"unknown passage summary {dims.summary!r} ({PASSAGE_SUMMARIES})")
+        self.summary = dims.summary
         self.gru = nn.GRU(dims.snippet_dim, dims.gru_hidden, num_layers=1, batch_first=True)
         self.project = nn.Linear(dims.gru_hidden, dims.passage_dim)
+        if self.summary == "last+mean":
+            self.project_mean = nn.Linear(dims.gru_hidden, dims.passage_dim, bias=False)
 
     def forward(self, sequences: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         packed = nn.utils.rnn.pack_padded_sequence(
             sequences, lengths.cpu(), batch_first=True, enforce_sorted=False
         )
-        _, last = self.gru(packed)  # (1, batch, hidden): the state after each sequence's last step
-        return F.normalize(self.project(last[0]), dim=1)
+        states, last = self.gru(packed)  # last: (1, batch, hidden), after each sequence's end
+        out = self.project(last[0])
+        if self.summary == "last+mean":
+            padded, _ = nn.utils.rnn.pad_packed_sequence(states, batch_first=True)  # zeros after
+            mean = padded.sum(1) / lengths.to(padded.device, padded.dtype).unsqueeze(1)
+            out = out + self.project_mean(mean)
+        return F.normalize(out, dim=1)
 
 
 @dataclass
@@ -168,6 +186,31 @@ class LoadedModel:
     model: PassageModel
     model_id: str  # content hash of the weights: the index stores it to know when to re-embed
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def with_summary(model: PassageModel, summary: str) -> PassageModel:
+    """The same weights with the summary "last+mean", for fine-tuning a "last" model into it.
+
+    The mean's projection starts as a copy of the last state's and both are halved, so the
+    summary starts halfway between the last state and the mean of all states (the GRU's states
+    all live where the projection was trained): training starts from a model that already
+    reads every state rather than from one that ignores all but the last.
+    """
+    if summary == model.dims.summary:
+        return model
+    if (model.dims.summary, summary) != ("last", "last+mean"):
+        raise ValueError(f"cannot turn a {model.dims.summary!r} summary into {summary!r}")
+    new = PassageModel(replace(model.dims, summary=summary))
+    state = model.state_dict()
+    new.load_state_dict(state, strict=False)  # all but the projection of the mean
+    with torch.no_grad():
+        for gru in (new.sheet_gru, new.audio_gru):
+            gru.project_mean.weight.copy_(gru.project.weight * 0.5)
+            gru.project.weight.mul_(0.5)
+            gru.project.bias.mul_(0.5)
+    new.cca = model.cca
+    new.train(model.training)
+    return new.to(next(model.parameters()).device)
 
 
 def dims_to_dict(dims: ModelDims) -> dict[str, Any]:

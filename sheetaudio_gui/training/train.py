@@ -40,6 +40,7 @@ from sheetaudio_gui.core.models import (
     dims_to_dict,
     load_model,
     save_model,
+    with_summary,
 )
 from sheetaudio_gui.training.bank import ensure_bank
 from sheetaudio_gui.training.batches import (
@@ -97,6 +98,7 @@ class StageConfig:
     domain: bool = False  # domain randomisation of fonts and piano sounds (batches.py)
     init: str = ""  # weights file the stage starts from instead of the previous stage's best.pt
     per_piece: int = 1  # systems of one piece drawn together into a batch (hard negatives)
+    summary: str = ""  # turn the starting model's passage summary into this (models.with_summary)
 
 
 def ranking_loss(
@@ -344,7 +346,10 @@ def train_on_banks(
     state = torch.load(last, map_location=device, weights_only=True) if last.is_file() else None
     if state is not None and "dims" in state:  # a resumed run keeps the sizes it started with
         dims = dims_from_dict(state["dims"])
-    model = _initial_model(Path(run), cfg.stage, dims, cfg.init).to(device)
+    model = _initial_model(Path(run), cfg.stage, dims, cfg.init)
+    if cfg.summary:  # before a resume loads last.pt: its weights have the new summary's shape
+        model = with_summary(model, cfg.summary)
+    model = model.to(device)
     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     model.train()
     params = _set_trainable(model, cfg.stage)
