@@ -433,6 +433,27 @@ def test_a_short_excerpt_is_rescored_against_windows_of_several_lengths(tmp_path
         assert [h.score for h in ordered] == [h.score for h in in_order]
 
 
+@pytest.mark.parametrize("stored", [True, False], ids=["windows stored", "indexed before them"])
+def test_a_rescored_excerpt_is_placed_by_the_windows_that_matched_it(tmp_path, stored):
+    systems = fixed_systems([5, 4, 6], seed=2)  # snippets 0-4 | 5-8 | 9-14
+    everything = np.concatenate([s.snippets for s in systems])
+    mirrored = mirrored_model()
+    with library_of(
+        tmp_path / "lib", {"a.pdf": (systems, None)}, mirrored if stored else None
+    ) as lib:
+        lib.model = mirrored
+        rows = lib.score_rows()
+        start, _ = rows.ranges[lib.documents("score")[0].id]
+        third = rows.passages[start + 2 : start + 3].float().numpy()  # the last system's row
+        first_stage = rank_scores(lib, third, top_k=1)[0].regions
+        assert (first_stage[0].page, first_stage[0].system) == (1, 0)  # two systems a page
+        # the 4-snippet window from snippet 4 is the excerpt; its centre (6) lies in system 1
+        placed = rank_scores(lib, third, top_k=1, snippets=everything[4:8])[0].regions
+        assert (placed[0].page, placed[0].system) == (0, 1)
+        assert placed[0].score == pytest.approx(1.0, abs=2e-3)
+        assert len(placed) == 3  # every system keeps a place
+
+
 @pytest.mark.parametrize("chunk", [5, 7, 64, 10_000])
 def test_best_similarity_per_document_equals_brute_force_across_chunk_ends(monkeypatch, chunk):
     from sheetaudio_gui.core import search

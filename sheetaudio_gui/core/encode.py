@@ -275,6 +275,28 @@ def rescore_windows(model: LoadedModel, systems: Sequence[SystemEncoding]) -> Fl
     return np.concatenate(windows)
 
 
+def rescore_window_centres(counts: npt.NDArray[np.int64]) -> Floats:
+    """Where each of `rescore_windows`' rows lies, from the systems' snippet counts: the system
+    ordinal + fraction of that system at the window's centre (as `ReadingWindows.at`)."""
+    n = int(counts.sum())
+    if n == 0:
+        return np.zeros(0, np.float32)
+    centres = []
+    for length, hop in zip(RESCORE_WINDOW_SNIPPETS, RESCORE_WINDOW_HOPS, strict=True):
+        size = min(length, n)
+        centres.append(passage_starts(n, size, hop) + size / 2.0)
+    return _system_positions(counts, np.concatenate(centres))
+
+
+def _system_positions(counts: npt.NDArray[np.int64], centre: Floats) -> Floats:
+    """Snippet positions from a score's first snippet -> system ordinal + fraction of it."""
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    ordinal = np.searchsorted(first, np.floor(centre), side="right") - 1
+    ordinal = np.minimum(ordinal, len(counts) - 1)
+    at = ordinal + (centre - first[ordinal]) / np.maximum(counts[ordinal], 1)
+    return np.asarray(at, dtype=np.float32)
+
+
 def reading_window_plan(
     n: int, length: int = SCORE_WINDOW_SNIPPETS, hop: int = SCORE_WINDOW_HOP_SNIPPETS
 ) -> tuple[int, npt.NDArray[np.int64]]:
@@ -313,15 +335,12 @@ def reading_windows(
         )
     snippets = np.concatenate([s.snippets for s in systems]).astype(np.float32, copy=False)
     size, starts = reading_window_plan(n, length, hop)
-    centre = starts + size / 2.0  # in snippets from the score's first snippet
-    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    ordinal = np.searchsorted(first, np.floor(centre), side="right") - 1
-    at = ordinal + (centre - first[ordinal]) / np.maximum(counts[ordinal], 1)
+    at = _system_positions(counts, starts + size / 2.0)  # centres, in snippets
     runs = np.stack([snippets[s : s + size] for s in starts])
     passages = _passages_of_sequences(
         model, runs.reshape(-1, snippets.shape[1]), [size] * len(starts), sheet=True
     )
-    return ReadingWindows(at.astype(np.float32), passages)
+    return ReadingWindows(at, passages)
 
 
 # --- audio ---------------------------------------------------------------------------------------

@@ -1113,6 +1113,16 @@ class Library:
             )
         return out
 
+    def snippet_counts(self, doc: int) -> npt.NDArray[np.int64]:
+        """Sheet snippets of each of a score's systems, in reading order (the search places
+        its re-scoring windows with them)."""
+        rows = self._read(
+            lambda: self._db.execute(
+                "SELECT snippet_count FROM systems WHERE doc = ? ORDER BY ordinal", (doc,)
+            ).fetchall()
+        )
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
     def rescore_rows(self, doc: int) -> Floats:
         """A score's re-scoring windows (`encode.rescore_windows`) as float32: (m, 64), or
         (0, 64) for a score indexed before they existed.

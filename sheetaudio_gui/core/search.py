@@ -48,6 +48,7 @@ from sheetaudio_gui.core.encode import (
     encode_box,
     encode_page,
     passages_of_lengths,
+    rescore_window_centres,
     rescore_windows,
 )
 from sheetaudio_gui.core.errors import FileProblem, SheetAudioError
@@ -287,13 +288,15 @@ def rank_scores(
         for k, doc_id in enumerate(doc_ids):
             sims_of[doc_id] = _document_sims(rows, doc_id, queries)
             scores[k] = ordered_match(*sims_of[doc_id])[0]
-    elif rescore:
-        scores = _rescored(library, query_runs, doc_ids, paths, scores)
+    windows_of: dict[int, Floats] = {}
+    if rescore:
+        scores, windows_of = _rescored(library, query_runs, doc_ids, paths, scores)
     ranking = sorted(zip(scores, doc_ids, strict=True), key=lambda item: -item[0])  # stable
     hits = []
     for score, doc_id in ranking[:top_k]:  # regions only for what is returned
-        sims, at = sims_of.get(doc_id) or _document_sims(rows, doc_id, queries)
         start, count = rows.ranges.get(doc_id, (0, 0))
+        placed = _rescore_sims(library, doc_id, windows_of.get(doc_id), query_runs, count)
+        sims, at = placed or sims_of.get(doc_id) or _document_sims(rows, doc_id, queries)
         best = np.full(count, -np.inf, np.float32)  # a window counts for its centre system
         np.maximum.at(best, np.minimum(at.astype(np.int64), count - 1), sims.max(axis=0))
         top = np.argsort(-best, kind="stable")[:SEARCH_REGIONS_PER_HIT]
@@ -334,12 +337,33 @@ def _rescored(
     doc_ids: list[int],
     paths: dict[int, Path],
     scores: list[float],
-) -> list[float]:
-    """The documents' re-scored values (`rescore_matches`); a document removed since the first
-    stage keeps its first-stage score."""
+) -> tuple[list[float], dict[int, Floats]]:
+    """The documents' re-scored values (`rescore_matches`) and the windows they were scored
+    on; a document removed since the first stage keeps its first-stage score."""
     windows = [_rescore_windows(library, d, paths[d]) for d in doc_ids]
     values = iter(rescore_matches(query_runs, [w for w in windows if w is not None]))
-    return [next(values) if w is not None else old for w, old in zip(windows, scores, strict=True)]
+    rescored = [
+        next(values) if w is not None else old for w, old in zip(windows, scores, strict=True)
+    ]
+    kept = {d: w for d, w in zip(doc_ids, windows, strict=True) if w is not None}
+    return rescored, kept
+
+
+def _rescore_sims(
+    library: Library, doc_id: int, windows: Floats | None, query_runs: list[Floats], systems: int
+) -> tuple[Floats, Floats] | None:
+    """Similarity of the re-scored query passages to a score's re-scoring windows and where
+    each window lies (system ordinal + fraction): the windows that gave the score its value
+    place the excerpt. None when the windows do not follow the score's stored systems (an
+    older plan), so the first stage's systems and reading windows place it instead."""
+    parts = [q for q in query_runs if len(q)]
+    if windows is None or not len(windows) or not parts:
+        return None
+    counts = library.snippet_counts(doc_id)
+    at = rescore_window_centres(counts)
+    if len(counts) != systems or len(at) != len(windows):
+        return None
+    return np.concatenate(parts) @ windows.T, at
 
 
 def _rescore_windows(library: Library, doc_id: int, path: Path) -> Floats | None:
