@@ -309,6 +309,8 @@ def test_whole_page_and_rectangle_queries_carry_their_region(
     assert sel.rect().getCoords() == pytest.approx((50.0, 60.0, 300.0, 200.0))
     wait_job(qtbot, window, "query")
     assert window.results_pane.tree.topLevelItemCount() == len(window.results.hits)
+    first = window.results_pane.tree.topLevelItem(0)  # the file name gets the whole row
+    assert first.isFirstColumnSpanned() and "tone.flac" in first.text(0)
 
 
 def test_results_export_to_csv_and_json_with_pages_and_spans(

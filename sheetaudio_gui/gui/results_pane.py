@@ -86,8 +86,9 @@ class ResultsPane(QWidget):
             else f"<b>{query_text}</b><br>Nothing found in the library."
         )
         for rank, hit in enumerate(hits, start=1):
-            top = QTreeWidgetItem([f"{rank}. {Path(hit.document).name}", "", f"{hit.score:.3f}"])
-            top.setToolTip(0, str(hit.document))
+            # the name spans the row: the pane is narrow and a file name is what tells hits apart
+            top = QTreeWidgetItem([f"{rank}. {Path(hit.document).name}   {hit.score:.3f}"])
+            top.setToolTip(0, f"{hit.document}\nscore {hit.score:.3f}")
             parts = list(hit.regions) if hasattr(hit, "regions") else list(hit.spans)
             top.setData(0, ROLE, (hit, parts[0] if parts else None))
             for part in parts:
@@ -95,6 +96,7 @@ class ResultsPane(QWidget):
                 child.setData(0, ROLE, (hit, part))
                 top.addChild(child)
             self.tree.addTopLevelItem(top)
+            top.setFirstColumnSpanned(True)  # only once the item is in the tree
             top.setExpanded(rank <= 3)
         self._enable(bool(hits))
 
