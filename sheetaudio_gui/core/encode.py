@@ -239,6 +239,18 @@ def _passages_of_sequences(
     return out
 
 
+def length_plans(
+    n: int, lengths: Sequence[int], hops: Sequence[int]
+) -> list[tuple[int, npt.NDArray[np.int64]]]:
+    """How `n` snippets are cut into passages of each (length, hop): (passage size, starts) per
+    length, one passage over all of them when there are fewer (`passage_starts`)."""
+    plans = []
+    for length, hop in zip(lengths, hops, strict=True):
+        size = min(length, n)
+        plans.append((size, passage_starts(n, size, hop)))
+    return plans
+
+
 def passages_of_lengths(
     model: LoadedModel,
     snippets: Floats,
@@ -251,10 +263,7 @@ def passages_of_lengths(
     n = len(snippets)
     if n == 0:
         return [np.zeros((0, model.model.dims.passage_dim), np.float32) for _ in lengths]
-    plans = []
-    for length, hop in zip(lengths, hops, strict=True):
-        size = min(length, n)
-        plans.append((size, passage_starts(n, size, hop)))
+    plans = length_plans(n, lengths, hops)
     runs = np.concatenate([snippets[s : s + size] for size, starts in plans for s in starts])
     counts = [size for size, starts in plans for _ in starts]
     passages = _passages_of_sequences(model, runs.astype(np.float32, copy=False), counts, sheet)
@@ -281,11 +290,9 @@ def rescore_window_centres(counts: npt.NDArray[np.int64]) -> Floats:
     n = int(counts.sum())
     if n == 0:
         return np.zeros(0, np.float32)
-    centres = []
-    for length, hop in zip(RESCORE_WINDOW_SNIPPETS, RESCORE_WINDOW_HOPS, strict=True):
-        size = min(length, n)
-        centres.append(passage_starts(n, size, hop) + size / 2.0)
-    return _system_positions(counts, np.concatenate(centres))
+    plans = length_plans(n, RESCORE_WINDOW_SNIPPETS, RESCORE_WINDOW_HOPS)
+    centres = np.concatenate([starts + size / 2.0 for size, starts in plans])
+    return _system_positions(counts, centres)
 
 
 def _system_positions(counts: npt.NDArray[np.int64], centre: Floats) -> Floats:

@@ -41,7 +41,7 @@ from sheetaudio_gui.config import (
 )
 from sheetaudio_gui.core.encode import (
     indexed_passage_plan,
-    passage_starts,
+    length_plans,
     query_passage_plan,
     reading_window_plan,
 )
@@ -211,11 +211,9 @@ def _passages_of_lengths(
     summary: Summary,
 ) -> list[npt.NDArray[np.float32]]:
     """`core.encode.passages_of_lengths` with the evaluation's summary (GRU or snippet mean)."""
-    n = snippets.shape[0]
     out = []
-    for length, hop in zip(lengths, hops, strict=True):
-        size = min(length, n)
-        seqs = [snippets[s : s + size] for s in passage_starts(n, size, hop).tolist()]
+    for size, starts in length_plans(snippets.shape[0], lengths, hops):
+        seqs = [snippets[s : s + size] for s in starts.tolist()]
         lens = torch.full((len(seqs),), size)
         out.append(_summarise(model, torch.cat(seqs), lens, side, summary).numpy())
     return out
