@@ -149,6 +149,24 @@ def _sqlite_error(folder: Path, error: sqlite3.Error) -> SheetAudioError | None:
     return None
 
 
+def _enable_wal(db: sqlite3.Connection) -> None:
+    """Switch to write-ahead logging, waiting for other programs up to the busy timeout.
+
+    The switch needs the database to itself, and SQLite can refuse it at once ("database is
+    locked") instead of waiting on the connection's busy timeout: seen when two indexers and a
+    searcher open a new library together. So it is retried here.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def _write_rows(path: Path, offset: int, data: bytes) -> None:
     """Write `data` at byte `offset` of `path` (created if missing) and fsync it."""
     with open(path, "ab"):
@@ -379,7 +397,7 @@ class Library:
         )
         try:
             try:
-                self._db.execute("PRAGMA journal_mode=WAL")
+                _enable_wal(self._db)
                 self._db.execute("PRAGMA synchronous=NORMAL")
                 self._db.execute("PRAGMA foreign_keys=ON")
             except sqlite3.Error as error:
