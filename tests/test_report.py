@@ -289,3 +289,25 @@ def test_degraded_page_rows_are_carried_only_when_the_pages_were_cut_the_same_wa
         "GRU, fine-tuned" + CARRIED_SUFFIX,
         "GRU, continued",
     ]
+
+
+def test_the_centred_row_removes_a_modality_offset_that_makes_one_score_a_hub(monkeypatch) -> None:
+    """Every recording carries a strong shared direction and piece 0's score leans towards it:
+    the plain cosine sends every excerpt to piece 0; centred on each modality's own mean (as
+    the library's search, here without shrinking), each finds its own piece."""
+    import sheetaudio_gui.core.centring as centring
+
+    monkeypatch.setattr(centring, "CENTRING_PRIOR_ROWS", 0)
+    bt, pages = coded_bank()
+    eye = torch.eye(PIECES, PIECES + 1)
+    hub = torch.zeros(PIECES + 1)
+    hub[PIECES] = 1.0
+    audio = eye + 3.0 * hub
+    sheet = eye.clone()
+    sheet[0] += hub
+    plain = piece_identification(coded_row(audio, sheet_rows=sheet), bt, pages)
+    centred_row = ModelRow("coded", CodedModel(sheet, audio), summary="mean", centred=True)
+    centred = piece_identification(centred_row, bt, pages)
+    assert plain["audio_10s"]["top1"] < 50.0
+    assert centred["audio_10s"]["top1"] == 100.0
+    assert centred["page"]["top1"] == 100.0

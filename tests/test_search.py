@@ -20,6 +20,7 @@ from sheetaudio_gui.config import (
     RESCORE_MAX_QUERY_SNIPPETS,
 )
 from sheetaudio_gui.core.audio import file_spectrogram
+from sheetaudio_gui.core.centring import centre_of, centred
 from sheetaudio_gui.core.encode import (
     ReadingWindows,
     SystemEncoding,
@@ -464,8 +465,13 @@ def test_best_similarity_per_document_equals_brute_force_across_chunk_ends(monke
     bits = to_bf16_bits(unit_rows(60, seed=4))
     ranges = {7: (0, 4), 3: (4, 9), 9: (20, 1), 5: (21, 30), 1: (55, 5)}  # rows 13-19: dead
     queries = unit_rows(5, seed=5)
-    ids, best = search._per_document_max(bf16_tensor(bits), ranges, queries)
-    rows = from_bf16_bits(bits)
+    live = np.zeros(60, bool)
+    for start, count in ranges.values():
+        live[start : start + count] = True
+    centre = centre_of(bf16_tensor(bits), live, other_rows=10**6)  # a mean of 56 rows
+    assert np.linalg.norm(centre.mean) > 0
+    ids, best = search._per_document_max(bf16_tensor(bits), ranges, queries, centre)
+    rows = centred(from_bf16_bits(bits), centre.mean)  # what the search compares with
     for column, doc in enumerate(ids):
         start, count = ranges[int(doc)]
         expected = (queries @ rows[start : start + count].T).max(axis=1)

@@ -78,6 +78,7 @@ from sheetaudio_gui.config import (
     SHEET_CUT_VERSION,
     SQLITE_BUSY_TIMEOUT_S,
 )
+from sheetaudio_gui.core.centring import Centre, centre_of
 from sheetaudio_gui.core.encode import (
     AudioEncoding,
     ReadingWindows,
@@ -240,6 +241,17 @@ def to_bf16_bits(x: npt.ArrayLike) -> npt.NDArray[np.uint16]:
     return out
 
 
+ROW_TABLE_BATCH = 10_000  # system rows read from SQLite at once when the row tables are built
+
+
+def _live(rows: int, ranges: dict[int, tuple[int, int]]) -> npt.NDArray[np.bool_]:
+    """Which of a matrix's rows belong to a searchable document."""
+    live = np.zeros(rows, bool)
+    for start, count in ranges.values():
+        live[start : start + count] = True
+    return live
+
+
 def bf16_tensor(bits: npt.NDArray[np.uint16]) -> torch.Tensor:
     """bfloat16 bit patterns (numpy, may be a memmap) -> a bfloat16 tensor sharing the memory."""
     with warnings.catch_warnings():  # read-only memory maps: the tensor is never written
@@ -332,6 +344,8 @@ class ScoreRows:
     reading: torch.Tensor  # (windows, 64) bfloat16: `encode.reading_windows` of every score
     reading_at: Floats  # (windows,) system ordinal + fraction of each window's centre
     reading_ranges: dict[int, tuple[int, int]]  # document id -> (first window row, count)
+    centre: Centre  # of `passages` (systems), over the live rows (`core.centring`)
+    reading_centre: Centre  # of `reading`
 
 
 @dataclass(frozen=True)
@@ -340,6 +354,7 @@ class AudioRows:
     doc: npt.NDArray[np.int64]  # (rows,) document id, -1 for rows not to be searched
     spans: Floats  # (rows, 2) start_s, end_s (memory map)
     ranges: dict[int, tuple[int, int]]  # document id -> (first row, row count)
+    centre: Centre  # of `passages`, over the live rows (`core.centring`)
 
 
 SCHEMA = """
@@ -1222,9 +1237,11 @@ class Library:
         return changed
 
     def _remember_paths(self) -> None:
-        self._snapshot_paths = {
-            int(i): Path(p) for i, p in self._db.execute("SELECT id, path FROM documents")
-        }
+        """Keep the paths of every document seen in cached rows, also of earlier snapshots: a
+        search may hold one modality's rows from before a reload that the other's triggered."""
+        self._snapshot_paths.update(
+            {int(i): Path(p) for i, p in self._db.execute("SELECT id, path FROM documents")}
+        )
 
     def score_rows(self) -> ScoreRows:
         """Row-aligned arrays over all system passages of the current model (cached)."""
@@ -1242,13 +1259,15 @@ class Library:
             page = np.zeros(n, np.int32)
             system = np.zeros(n, np.int32)
             box = np.zeros((n, 4), np.float32)
-            rows = self._db.execute(
+            cursor = self._db.execute(
                 "SELECT s.doc, r.start + s.ordinal, s.page, s.idx, s.x0, s.y0, s.x1, s.y1 "
                 "FROM systems s JOIN ranges r ON r.doc = s.doc AND r.matrix = 'score_passages' "
                 "JOIN documents d ON d.id = s.doc WHERE d.state = 'indexed' AND d.model_id = ?",
                 (self.model_id,),
-            ).fetchall()
-            if rows:
+            )
+            # in batches: 250,000 systems fetched at once are ~90 MB of Python tuples, on top of
+            # a memory that already holds the other modality's rows
+            while rows := cursor.fetchmany(ROW_TABLE_BATCH):
                 table = np.array(rows, dtype=np.float64)
                 at = table[:, 1].astype(np.int64)
                 doc[at] = table[:, 0].astype(np.int64)
@@ -1256,16 +1275,25 @@ class Library:
                 system[at] = table[:, 3].astype(np.int32)
                 box[at] = table[:, 4:8].astype(np.float32)
             self._remember_paths()
+            passages = bf16_tensor(np.asarray(mm))
+            reading = bf16_tensor(np.asarray(self._map("score_reading")))
+            reading_ranges = self._ranges("score_reading")
             self._score_rows = ScoreRows(
-                bf16_tensor(np.asarray(mm)),
+                passages,
                 doc,
                 page,
                 system,
                 box,
                 self._ranges("score_passages"),
-                bf16_tensor(np.asarray(self._map("score_reading"))),
+                reading,
                 np.asarray(self._map("score_reading_at"))[:, 0],
-                self._ranges("score_reading"),
+                reading_ranges,
+                centre_of(passages, doc >= 0, self._searchable_rows("audio_passages")),
+                centre_of(
+                    reading,
+                    _live(len(reading), reading_ranges),
+                    self._searchable_rows("audio_passages"),
+                ),
             )
         return self._score_rows
 
@@ -1286,10 +1314,19 @@ class Library:
                 doc[start : start + count] = d
             spans = self._map("audio_spans")
             self._remember_paths()
+            passages = bf16_tensor(np.asarray(mm))
             self._audio_rows = AudioRows(
-                bf16_tensor(np.asarray(mm)), doc, np.asarray(spans), ranges
+                passages,
+                doc,
+                np.asarray(spans),
+                ranges,
+                centre_of(passages, doc >= 0, self._searchable_rows("score_passages")),
             )
         return self._audio_rows
+
+    def _searchable_rows(self, matrix: str) -> int:
+        """Rows of `matrix` that belong to searchable documents of the current model."""
+        return sum(count for _, count in self._ranges(matrix).values())
 
     def _ranges(self, matrix: str) -> dict[int, tuple[int, int]]:
         """Document id -> (first row, rows) in `matrix`, for documents of the current model."""

@@ -14,7 +14,11 @@ A query of several systems (a page) is played in reading order: the best recordi
 along the best path through their passages whose start times never decrease, and that path is
 the first span returned. Likewise an audio query of several passages re-scores the best scores
 along systems in reading order.
-Scores stay cosine similarities in [-1, 1], so they compare across queries.
+Every similarity is centred (`core.centring`): each modality's passages are compared after
+subtracting the library's mean passage of that modality (queries: of their own modality), which
+removes the offset that every score (every recording) shares.
+Scores stay cosine similarities in [-1, 1] (of the centred vectors), so they compare across
+queries of one library.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from sheetaudio_gui.config import (
     SPAN_MERGE_GAP_S,
 )
 from sheetaudio_gui.core.align import match_x_range
+from sheetaudio_gui.core.centring import Centre, centred
 from sheetaudio_gui.core.encode import (
     AudioEncoding,
     SystemEncoding,
@@ -112,7 +117,7 @@ class PassageMap:
 
 
 def _per_document_max(
-    matrix: torch.Tensor, ranges: dict[int, tuple[int, int]], queries: Floats
+    matrix: torch.Tensor, ranges: dict[int, tuple[int, int]], queries: Floats, centre: Centre
 ) -> tuple[npt.NDArray[np.int64], Floats]:
     """Best similarity of each query row within each document.
 
@@ -120,8 +125,9 @@ def _per_document_max(
     The matrix is read in chunks of SEARCH_CHUNK_ROWS rows: a bfloat16 matmul fills a small
     float32 block (queries in groups so that it stays under SEARCH_SIMILARITY_FLOATS), and a
     document's rows being contiguous, one `np.maximum.reduceat` per chunk reduces the block to
-    the documents it touches. A (k, all rows) array would be 60 MB for a page query over 1,000 h:
-    fresh memory whose page faults alone cost ~100 ms per query.
+    the documents it touches. Similarities are centred (`core.centring`): the queries are
+    centred rows, `centre` is the matrix's. A (k, all rows) array would be 60 MB for a page
+    query over 1,000 h: fresh memory whose page faults alone cost ~100 ms per query.
     """
     k = len(queries)
     if not ranges or k == 0:
@@ -133,6 +139,7 @@ def _per_document_max(
     rows = int(ends.max())
     out = np.full((k, len(ids)), -np.inf, np.float32)
     group = max(1, SEARCH_SIMILARITY_FLOATS // SEARCH_CHUNK_ROWS)
+    offsets = centre.offsets(queries)
     with torch.inference_mode():
         for g in range(0, k, group):
             q = torch.from_numpy(np.ascontiguousarray(queries[g : g + group], dtype=np.float32))
@@ -148,6 +155,7 @@ def _per_document_max(
                 # (k, 64) @ (64, chunk) lands in the output's layout; torch's copy widens the
                 # bfloat16 results in parallel: 2.7x faster than (chunk, 64) @ (64, k) + numpy
                 torch.from_numpy(sims).copy_(qb @ matrix[lo:hi].T)
+                centre.apply(sims, offsets[g : g + group], lo)
                 seg_start = np.maximum(starts[first:last], lo) - lo
                 seg_end = np.minimum(ends[first:last], hi) - lo
                 bounds = np.unique(np.concatenate([seg_start, seg_end]))
@@ -159,14 +167,18 @@ def _per_document_max(
     return ids, out
 
 
-def _rows_similarity(matrix: torch.Tensor, start: int, count: int, queries: Floats) -> Floats:
-    """Similarity of the query rows to matrix rows [start, start + count): (k, count) float32.
+def _rows_similarity(
+    matrix: torch.Tensor, start: int, count: int, queries: Floats, centre: Centre
+) -> Floats:
+    """Centred similarity of the (centred) query rows to matrix rows [start, start + count):
+    (k, count) float32.
 
     Plain numpy (bfloat16 bits shifted into float32): for a few thousand rows torch's thread pool
     costs more than the arithmetic, tens of ms on a busy machine.
     """
     rows = from_bf16_bits(matrix[start : start + count].view(torch.int16).numpy().view(np.uint16))
     out: Floats = (np.asarray(queries, dtype=np.float32) @ rows.T).astype(np.float32, copy=False)
+    centre.apply(out, centre.offsets(queries), start)
     return out
 
 
@@ -216,12 +228,17 @@ def search_with_audio_encoding(
     return Results(queries, refined)
 
 
+Source = tuple[torch.Tensor, dict[int, tuple[int, int]], Centre]  # matrix, ranges, its centre
+
+
 def _best_per_document(
-    sources: Sequence[tuple[torch.Tensor, dict[int, tuple[int, int]]]], queries: Floats
+    sources: Sequence[Source], queries: Floats
 ) -> tuple[npt.NDArray[np.int64], Floats]:
     """`_per_document_max` over several matrices (e.g. a score's systems and its reading
     windows): each query row's best similarity within each document over all of them."""
-    parts = [_per_document_max(matrix, ranges, queries) for matrix, ranges in sources if ranges]
+    parts = [
+        _per_document_max(m, ranges, queries, centre) for m, ranges, centre in sources if ranges
+    ]
     if not parts:
         return np.zeros(0, np.int64), np.zeros((len(queries), 0), np.float32)
     if len(parts) == 1:
@@ -236,7 +253,7 @@ def _best_per_document(
 
 def _rank_documents(
     library: Library,
-    sources: Sequence[tuple[torch.Tensor, dict[int, tuple[int, int]]]],
+    sources: Sequence[Source],
     queries: Floats,
     top_k: int,
 ) -> tuple[Any, Any, Any, Any] | None:
@@ -267,10 +284,15 @@ def rank_scores(
     order (`ordered_match`).
     """
     rows = library.score_rows()
+    audio_mean = library.audio_rows().centre.mean  # the query's modality in this library
+    queries = centred(queries, audio_mean)
     rescore = snippets is not None and 0 < len(snippets) <= RESCORE_MAX_QUERY_SNIPPETS
     ordered = len(queries) > 1 and not rescore
     candidates = max(top_k, SEARCH_RERANK_DOCUMENTS) if ordered or rescore else top_k
-    sources = [(rows.passages, rows.ranges), (rows.reading, rows.reading_ranges)]
+    sources = [
+        (rows.passages, rows.ranges, rows.centre),
+        (rows.reading, rows.reading_ranges, rows.reading_centre),
+    ]
     ranked = _rank_documents(library, sources, queries, candidates)
     if ranked is None:
         return []
@@ -278,9 +300,10 @@ def rank_scores(
     query_runs: list[Floats] = []
     if rescore and snippets is not None:
         hops = (QUERY_PASSAGE_HOP_SNIPPETS,) * len(RESCORE_QUERY_SNIPPETS)
-        query_runs = passages_of_lengths(
+        runs = passages_of_lengths(
             library.model, snippets, RESCORE_QUERY_SNIPPETS, hops, sheet=False
         )
+        query_runs = [centred(run, audio_mean) for run in runs]
     doc_ids = [int(ids[d]) for d in order]
     scores = [float(doc_scores[d]) for d in order]
     sims_of: dict[int, tuple[Floats, npt.NDArray[np.float64]]] = {}
@@ -290,7 +313,11 @@ def rank_scores(
             scores[k] = ordered_match(*sims_of[doc_id])[0]
     windows_of: dict[int, Floats] = {}
     if rescore:
-        scores, windows_of = _rescored(library, query_runs, doc_ids, paths, scores)
+        # the windows are centred on the reading windows' mean: the nearest kind of row held in
+        # memory (the re-scoring matrix, ~13 rows per system, is read a score at a time); their
+        # own mean did no better on the validation library (10 s: piece first 42.1 vs 43.5 %)
+        mean = rows.reading_centre.mean
+        scores, windows_of = _rescored(library, query_runs, doc_ids, paths, scores, mean)
     ranking = sorted(zip(scores, doc_ids, strict=True), key=lambda item: -item[0])  # stable
     hits = []
     for score, doc_id in ranking[:top_k]:  # regions only for what is returned
@@ -320,11 +347,11 @@ def _document_sims(
     """Similarity of the query rows to a score's systems and reading windows, and where each
     lies in reading order (system ordinal, + fraction for a window's centre)."""
     start, count = rows.ranges.get(doc_id, (0, 0))
-    sims = _rows_similarity(rows.passages, start, count, queries)  # (k, systems)
+    sims = _rows_similarity(rows.passages, start, count, queries, rows.centre)  # (k, systems)
     at = np.arange(count, dtype=np.float64)
     w_start, w_count = rows.reading_ranges.get(doc_id, (0, 0))
     if w_count:
-        w_sims = _rows_similarity(rows.reading, w_start, w_count, queries)
+        w_sims = _rows_similarity(rows.reading, w_start, w_count, queries, rows.reading_centre)
         w_at = np.asarray(rows.reading_at[w_start : w_start + w_count], dtype=np.float64)
         sims = np.concatenate([sims, w_sims], axis=1)
         at = np.concatenate([at, w_at])
@@ -337,10 +364,12 @@ def _rescored(
     doc_ids: list[int],
     paths: dict[int, Path],
     scores: list[float],
+    mean: Floats,
 ) -> tuple[list[float], dict[int, Floats]]:
     """The documents' re-scored values (`rescore_matches`) and the windows they were scored
-    on; a document removed since the first stage keeps its first-stage score."""
-    windows = [_rescore_windows(library, d, paths[d]) for d in doc_ids]
+    on, centred on `mean`; a document removed since the first stage keeps its first-stage
+    score."""
+    windows = [_rescore_windows(library, d, paths[d], mean) for d in doc_ids]
     values = iter(rescore_matches(query_runs, [w for w in windows if w is not None]))
     rescored = [
         next(values) if w is not None else old for w, old in zip(windows, scores, strict=True)
@@ -366,16 +395,17 @@ def _rescore_sims(
     return np.concatenate(parts) @ windows.T, at
 
 
-def _rescore_windows(library: Library, doc_id: int, path: Path) -> Floats | None:
-    """A score's re-scoring windows (`encode.rescore_windows`): stored with the score, or cut
-    from its stored snippets when it was indexed before they existed; None when it is gone."""
+def _rescore_windows(library: Library, doc_id: int, path: Path, mean: Floats) -> Floats | None:
+    """A score's re-scoring windows (`encode.rescore_windows`), centred on `mean`: stored with
+    the score, or cut from its stored snippets when it was indexed before they existed; None
+    when it is gone."""
     windows = library.rescore_rows(doc_id)
-    if len(windows):
-        return windows
-    try:
-        return rescore_windows(library.model, library.systems(path))
-    except SheetAudioError:  # removed since the first stage
-        return None
+    if not len(windows):
+        try:
+            windows = rescore_windows(library.model, library.systems(path))
+        except SheetAudioError:  # removed since the first stage
+            return None
+    return centred(windows, mean)
 
 
 def rescore_matches(query: Sequence[Floats], windows: Sequence[Floats]) -> list[float]:
@@ -478,9 +508,11 @@ def rank_recordings(library: Library, queries: Floats, top_k: int = 10) -> list[
     first span.
     """
     rows = library.audio_rows()
+    queries = centred(queries, library.score_rows().centre.mean)
     ordered = len(queries) > 1
     candidates = max(top_k, SEARCH_RERANK_DOCUMENTS) if ordered else top_k
-    ranked = _rank_documents(library, [(rows.passages, rows.ranges)], queries, candidates)
+    sources = [(rows.passages, rows.ranges, rows.centre)]
+    ranked = _rank_documents(library, sources, queries, candidates)
     if ranked is None:
         return []
     ids, order, doc_scores, paths = ranked
@@ -489,7 +521,7 @@ def rank_recordings(library: Library, queries: Floats, top_k: int = 10) -> list[
         doc_id = int(ids[d])
         start, count = rows.ranges[doc_id]
         mine = np.arange(start, start + count, dtype=np.int64)
-        sims = _rows_similarity(rows.passages, start, count, queries)  # (k, rows of this recording)
+        sims = _rows_similarity(rows.passages, start, count, queries, rows.centre)  # (k, rows)
         spans = np.asarray(rows.spans[mine], dtype=np.float64)
         score, path = float(doc_scores[d]), None
         if ordered:

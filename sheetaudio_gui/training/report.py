@@ -39,6 +39,7 @@ from sheetaudio_gui.config import (
     RESCORE_WINDOW_SNIPPETS,
     SEARCH_RERANK_DOCUMENTS,
 )
+from sheetaudio_gui.core.centring import centred, shrunk_mean
 from sheetaudio_gui.core.encode import (
     indexed_passage_plan,
     length_plans,
@@ -90,6 +91,9 @@ class ModelRow:
     name: str
     model: PassageModel
     summary: Summary
+    # each modality centred on the mean of its own test material, as the library centres its
+    # search on its own scores and recordings (core.centring)
+    centred: bool = False
 
 
 Page = npt.NDArray[np.uint8]
@@ -230,8 +234,20 @@ def passage_table(rows: list[ModelRow], bt: BankTensors, moved_ends: float = 0.0
     for row in rows:
         row.model.eval()
         sheet, audio = embed_rows(row.model, bt, eval_rows, row.summary, moved_ends)
+        if row.centred:
+            sheet, audio = _centred_pair(sheet, audio)
         table[row.name] = both_directions(sheet, audio)
     return table
+
+
+def _centred_pair(sheet: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both sides centred on their own (shrunk) means, as a library of these passages would."""
+    n = len(sheet)
+    out = []
+    for side in (sheet, audio):
+        x = F.normalize(side.float(), dim=1).numpy()
+        out.append(torch.from_numpy(centred(x, shrunk_mean(x.sum(axis=0), n, n))))
+    return out[0], out[1]
 
 
 def snippet_table(
@@ -277,14 +293,32 @@ def piece_identification(
     per_system = _system_snippets(model, bt)  # the sheet CNN runs once for both
     sheet = _system_passages(model, per_system, row.summary)  # (n_systems, d)
     reading, reading_piece = _reading_windows(model, per_system, system_piece, row.summary)
-    candidates = torch.cat([sheet, reading])  # an excerpt is matched as the library matches it
-    candidate_piece = np.concatenate([system_piece, reading_piece])
+    candidate_piece = np.concatenate([system_piece, reading_piece])  # as the library matches
     perf_snippets = [_performance_snippets(model, bt, p) for p in range(len(bt.perfs))]
+    # the library's audio passages: sliding windows of several lengths over every performance
+    windows: list[torch.Tensor] = []
+    window_piece: list[int] = []
+    window_start: list[int] = []
+    perf_columns = []  # each performance's windows are one contiguous block of columns
+    for p, snippets in enumerate(perf_snippets):
+        first = len(window_piece)
+        for length, starts in indexed_passage_plan(snippets.shape[0]):  # as the library
+            emb = _runs(model, snippets, starts.tolist(), length, row.summary)
+            windows.append(emb)
+            window_piece += [int(bt.perfs[p, 2])] * len(emb)
+            window_start += starts.tolist()
+        perf_columns.append(slice(first, len(window_piece)))
+    audio = torch.cat(windows)
+    wp = np.asarray(window_piece)
+    start_of = np.asarray(window_start, dtype=np.float64)
+    centre = _LibraryCentring.of(sheet, reading, audio, row.centred)
+    sheet, reading, audio = centre.sheet(sheet), centre.reading(reading), centre.audio(audio)
+    candidates = torch.cat([sheet, reading])
     # audio -> piece: each query passage of the excerpt adds its best similarity per piece, over
     # the piece's systems and reading windows; the best pieces are re-scored as the library
     # re-scores a short query (windows of several lengths: search.rescore_match)
     rescore_windows = {
-        int(q): np.concatenate(
+        int(q): centre.rescore(
             _passages_of_lengths(
                 model,
                 torch.cat([per_system[g] for g in np.flatnonzero(system_piece == q)]),
@@ -304,7 +338,7 @@ def piece_identification(
             s0 = int(rng.integers(0, max(1, n - EXCERPT_SNIPPETS + 1)))
             excerpt = snippets[s0 : s0 + EXCERPT_SNIPPETS]
             length, query_starts = query_passage_plan(len(excerpt))  # as the library's search
-            emb = _runs(model, excerpt, query_starts.tolist(), length, row.summary)
+            emb = centre.audio(_runs(model, excerpt, query_starts.tolist(), length, row.summary))
             sim = (emb @ candidates.T).numpy()  # (subs, systems + windows)
             independent = _best_per_piece(sim, candidate_piece, pieces).sum(axis=0)
             scores = {int(q): float(v) for q, v in zip(pieces, independent, strict=True)}
@@ -314,26 +348,12 @@ def piece_identification(
                 runs = _passages_of_lengths(
                     model, excerpt, RESCORE_QUERY_SNIPPETS, query_hops, "audio", row.summary
                 )
+                runs = [centre.audio(torch.from_numpy(r)).numpy() for r in runs]
                 scores = {int(q): rescore_match(runs, rescore_windows[int(q)]) for q in rerank}
             audio_ranks.append(_rank_of(scores, truth))
     # page -> piece: each system of the page takes its best sliding audio passage per piece
     # (the library's rank_recordings: independent matches, then the best re-scored in reading
     # order along passages whose start never decreases; a piece scores as its best performance)
-    windows: list[torch.Tensor] = []
-    window_piece: list[int] = []
-    window_start: list[int] = []
-    perf_columns = []  # each performance's windows are one contiguous block of columns
-    for p, snippets in enumerate(perf_snippets):
-        first = len(window_piece)
-        for length, starts in indexed_passage_plan(snippets.shape[0]):  # as the library
-            emb = _runs(model, snippets, starts.tolist(), length, row.summary)
-            windows.append(emb)
-            window_piece += [int(bt.perfs[p, 2])] * len(emb)
-            window_start += starts.tolist()
-        perf_columns.append(slice(first, len(window_piece)))
-    audio = torch.cat(windows)
-    wp = np.asarray(window_piece)
-    start_of = np.asarray(window_start, dtype=np.float64)
     perf_piece = bt.perfs[:, 2].numpy()
     page_ranks = []
     for piece_no, groups in _pages_of(system_piece.tolist(), system_pages).items():
@@ -356,6 +376,44 @@ def piece_identification(
         "audio_10s": _top(audio_ranks),
         "page": _top(page_ranks),
     }
+
+
+@dataclass
+class _LibraryCentring:
+    """The library's centring (core.centring, as `Library.score_rows` / `audio_rows` and the
+    search apply it) mirrored on the test split's embeddings: each stored modality on its own
+    mean, queries on their own modality's mean. Zero means (no centring) for plain rows."""
+
+    systems: npt.NDArray[np.float32]
+    reading_windows: npt.NDArray[np.float32]
+    recordings: npt.NDArray[np.float32]
+
+    @staticmethod
+    def of(
+        sheet: torch.Tensor, reading: torch.Tensor, audio: torch.Tensor, centred: bool
+    ) -> _LibraryCentring:
+        n_s, n_a = len(sheet), len(audio)
+        if not centred:
+            zero = np.zeros(sheet.shape[1], np.float32)
+            return _LibraryCentring(zero, zero, zero)
+        return _LibraryCentring(
+            shrunk_mean(sheet.sum(0).numpy(), n_s, n_a),
+            shrunk_mean(reading.sum(0).numpy(), len(reading), n_a),
+            shrunk_mean(audio.sum(0).numpy(), n_a, n_s),
+        )
+
+    def sheet(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(centred(x.numpy(), self.systems))
+
+    def reading(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(centred(x.numpy(), self.reading_windows))
+
+    def audio(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(centred(x.numpy(), self.recordings))
+
+    def rescore(self, parts: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
+        """A score's re-scoring windows (centred as the search centres them)."""
+        return centred(np.concatenate(parts), self.reading_windows)
 
 
 def _best_per_piece(
@@ -427,13 +485,12 @@ def chroma_oracle_table(corpus: Path, bt: BankTensors, pieces: list[str]) -> dic
 def evaluation_report(
     corpus: Path,
     rows: list[ModelRow],
-    best: str,
-    baseline: str | None,
+    focus: set[str],
     split: str = "test",
     robustness: bool = True,
 ) -> Job[dict[str, Any]]:
-    """All tables for `rows` on `split`; `best` (and `baseline`) also get piece identification
-    and the robustness table."""
+    """All tables for `rows` on `split`; the rows named in `focus` (the best, the baseline)
+    also get piece identification and the robustness table."""
     steps = 5 + (len(_variants()) + 1 if robustness else 0)
     yield Progress(0, steps, f"bank of the {split} split")
     bank = yield from ensure_bank(Path(corpus), split)
@@ -456,10 +513,10 @@ def evaluation_report(
     yield Progress(3, steps, "snippet retrieval")
     report["snippets"] = snippet_table(rows, bt)
     yield Progress(4, steps, "piece identification")
-    focus = [r for r in rows if r.name in {best, baseline}]
+    focused = [r for r in rows if r.name in focus]
     system_pages = list(bank.meta["system_pages"])
     report["piece_identification"] = {
-        r.name: piece_identification(r, bt, system_pages) for r in focus
+        r.name: piece_identification(r, bt, system_pages) for r in focused
     }
     report["robustness"] = {}
     if robustness:
@@ -467,11 +524,11 @@ def evaluation_report(
             yield Progress(5 + k, steps, f"robustness: {variant.name}")
             vbank = yield from ensure_bank(Path(corpus), split, variant)
             vt = _tensors(vbank)
-            table = passage_table(focus, vt)
+            table = passage_table(focused, vt)
             table["systems_missed_by_detector"] = vbank.meta.get("systems_missed_by_detector", 0)
             report["robustness"][variant.name] = table
         yield Progress(steps - 1, steps, "robustness: audio ends moved")
-        report["robustness"]["moved-ends"] = passage_table(focus, bt, MOVED_ENDS)
+        report["robustness"]["moved-ends"] = passage_table(focused, bt, MOVED_ENDS)
     yield Progress(steps, steps, "done")
     return report
 
