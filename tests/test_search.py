@@ -228,6 +228,10 @@ def test_passage_map_lists_every_searchable_passage(setup):
     with Library(folder / "lib", model) as lib:
         pm = passage_map(lib)
         n_sys = sum(d.systems or 0 for d in lib.documents("score"))
+        rows = lib.score_rows()
+        stored = rows.passages[torch.from_numpy(np.flatnonzero(rows.doc >= 0))].float().numpy()
+        as_searched = centred(stored, rows.centre.mean)  # the map shows what the search compares
+    assert pm.embeddings[pm.kind == "score"] == pytest.approx(as_searched, abs=1e-5)
     assert pm.embeddings.shape[1] == 64
     assert (pm.kind == "score").sum() == n_sys
     assert len(pm.document) == len(pm.kind) == len(pm.ref) == len(pm.embeddings)

@@ -98,7 +98,7 @@ H = TypeVar("H", ScoreHit, AudioHit)
 
 @dataclass(frozen=True)
 class Results(Generic[H]):
-    query: Floats  # (k, 64) the query's passage embeddings
+    query: Floats  # (k, 64) the query's passage embeddings, centred as the search compared them
     hits: list[H]  # best first
 
 
@@ -106,7 +106,7 @@ class Results(Generic[H]):
 class PassageMap:
     """Every searchable passage of the library, for a 2-D plot."""
 
-    embeddings: Floats  # (N, 64)
+    embeddings: Floats  # (N, 64) centred on their modality's mean, as the search compares them
     documents: list[Path]  # distinct documents; `document` indexes this list
     document: npt.NDArray[np.int64]  # (N,) index into `documents`
     kind: npt.NDArray[np.str_]  # (N,) "score" or "audio"
@@ -225,7 +225,7 @@ def search_with_audio_encoding(
         if regions:
             regions[0] = _with_x_range(library, hit.document, regions[0], encoding)
         refined.append(ScoreHit(hit.document, hit.score, regions))
-    return Results(queries, refined)
+    return Results(centred(queries, library.audio_rows().centre.mean), refined)
 
 
 Source = tuple[torch.Tensor, dict[int, tuple[int, int]], Centre]  # matrix, ranges, its centre
@@ -497,7 +497,8 @@ def search_score(
     """A page (its systems combined), one system, or a rectangle -> ranked recordings with spans."""
     systems = score_query(library, path, page, system, box)
     queries = np.stack([s.passage for s in systems]).astype(np.float32)
-    return Results(queries, rank_recordings(library, queries, top_k))
+    hits = rank_recordings(library, queries, top_k)
+    return Results(centred(queries, library.score_rows().centre.mean), hits)
 
 
 def rank_recordings(library: Library, queries: Floats, top_k: int = 10) -> list[AudioHit]:
@@ -626,9 +627,15 @@ def passage_map(library: Library, limit: int | None = None, seed: int = 0) -> Pa
         share = limit / (len(s_rows) + len(a_rows))
         s_rows = np.sort(rng.choice(s_rows, int(len(s_rows) * share), replace=False))
         a_rows = np.sort(rng.choice(a_rows, int(len(a_rows) * share), replace=False))
-    emb = [score.passages[torch.from_numpy(s_rows)].float().numpy()] if len(s_rows) else []
+    emb = []
+    if len(s_rows):
+        emb.append(
+            centred(score.passages[torch.from_numpy(s_rows)].float().numpy(), score.centre.mean)
+        )
     if len(a_rows):
-        emb.append(audio.passages[torch.from_numpy(a_rows)].float().numpy())
+        emb.append(
+            centred(audio.passages[torch.from_numpy(a_rows)].float().numpy(), audio.centre.mean)
+        )
     embeddings = np.concatenate(emb) if emb else np.zeros((0, 64), np.float32)
     doc_ids = np.concatenate([score.doc[s_rows], audio.doc[a_rows]])
     unique, index = np.unique(doc_ids, return_inverse=True)
