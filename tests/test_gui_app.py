@@ -196,6 +196,21 @@ def test_adding_a_score_and_a_recording_indexes_both(qtbot, window, engraved_pdf
     assert window.library_pane.recordings.childCount() == 1
 
 
+def test_adapting_a_library_too_small_says_why_and_keeps_every_document(
+    qtbot, window, engraved_pdf, sine_flac
+):
+    """The Library menu's adaptation (core.adapt) needs a few hundred windows of each kind."""
+    index(qtbot, window, [engraved_pdf, sine_flac])
+    with qtbot.waitSignal(window.library_pane.indexingFinished, timeout=JOB_TIMEOUT_MS) as b:
+        window.adapt_action.trigger()
+    assert b.args[0] is None  # stopped
+    text = window.library_pane.status.text()
+    assert text.startswith("Adaptation stopped:") and "too little material" in text
+    qtbot.waitUntil(window.library_pane.listing_is_current, timeout=JOB_TIMEOUT_MS)
+    assert {d.state for d in window.library_pane.documents} == {"indexed"}
+    assert not (window.session.library_dir / "adapted-model.pt").exists()
+
+
 def test_a_bad_file_is_listed_with_its_reason_and_the_rest_is_indexed(
     qtbot, window, tmp_path, engraved_pdf, sine_flac
 ):

@@ -53,6 +53,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common(rescan, model=True)
     rescan.set_defaults(handler=library_rescan)
 
+    adapt = actions.add_parser(
+        "adapt",
+        help="adapt the model to the library's own scores and recordings, then re-embed them",
+        description="Re-measures the networks' batch-norm statistics on a sample of the "
+        "library's score windows and audio snippets (no labels needed) and re-embeds every "
+        "document with the adapted model, which is kept in the library folder. Run it again "
+        "after adding much new material; --undo goes back to the base model.",
+    )
+    adapt.add_argument("--undo", action="store_true", help="use the base model again")
+    common(adapt, model=True)
+    adapt.set_defaults(handler=library_adapt)
+
     check = actions.add_parser("check", help="check the library's consistency")
     common(check)
     check.set_defaults(handler=library_check)
@@ -93,6 +105,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ev.add_argument("--model", type=Path, help="weights file (default: shipped model)")
     ev.add_argument("--excerpts", type=int, default=3, help="excerpts per performance and length")
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument(
+        "--adapt", action="store_true", help="adapt the model to the library before querying"
+    )
     ev.add_argument("--json", action="store_true", help="print JSON instead of text")
     ev.set_defaults(handler=eval_library_command)
 
@@ -138,6 +153,30 @@ def library_add(args: argparse.Namespace) -> int:
     with open_library(args) as library:
         report = run_with_progress(lambda token: library.add(args.paths, token), label="indexing ")
         _print_report(report, args.json)
+    return 0 if not report.failed else 1
+
+
+def library_adapt(args: argparse.Namespace) -> int:
+    with open_library(args) as library:
+        if args.undo:
+            report = run_with_progress(lambda token: library.unadapt(token), label="re-embedding ")
+        else:
+            report = run_with_progress(lambda token: library.adapt(token), label="adapting ")
+        info = library.model.info
+        if args.json:
+            print(json.dumps({**_report_json(report), "model": library.model.model_id, **info}))
+        else:
+            _print_report(report, False)
+            what = "adapted" if "adapted_from" in info else "base"
+            print(f"model {library.model.model_id} ({what})", end="")
+            if "adapted_from" in info:
+                print(
+                    f", from {info['adapted_from']}: {info['score_windows']} score windows of "
+                    f"{info['scores']} scores, {info['audio_snippets']} audio snippets of "
+                    f"{info['recordings']} recordings",
+                    end="",
+                )
+            print()
     return 0 if not report.failed else 1
 
 
@@ -505,6 +544,10 @@ def eval_library_command(args: argparse.Namespace) -> int:
             lambda token: library.add([out / "scores", out / "audio"], token), label="indexing "
         )
         indexed_s = time.perf_counter() - started
+        if args.adapt:
+            run_with_progress(lambda token: library.adapt(token), label="adapting ")
+        elif library.adapted_model_path.exists():
+            run_with_progress(lambda token: library.unadapt(token), label="re-embedding ")
         metrics = evaluate_library(library, pieces, args.excerpts, args.seed)
     metrics.update(
         {
@@ -512,6 +555,7 @@ def eval_library_command(args: argparse.Namespace) -> int:
             "split": args.split,
             "library": str(out / "library"),
             "model": library.model.model_id,
+            "adapted": dict(library.model.info) if args.adapt else None,
             "index_seconds": round(indexed_s, 2),
             "failed_files": [str(p) for p, _ in report.failed],
             "chance_top1_piece": round(1 / len(pieces), EVAL_COUNTS),

@@ -64,6 +64,7 @@ from sheetaudio_gui.config import (
     APP_NAME,
     FRAMES_PER_SECOND,
     HASH_BLOCK_BYTES,
+    LIBRARY_ADAPTED_MODEL_FILE,
     LIBRARY_COMPACT_DEAD_FRACTION,
     LIBRARY_DAMAGED_SUFFIX,
     LIBRARY_DB_FILE,
@@ -92,7 +93,7 @@ from sheetaudio_gui.core.encode import (
 )
 from sheetaudio_gui.core.errors import FileProblem, IndexCorrupt, SheetAudioError
 from sheetaudio_gui.core.jobs import CancelToken, Job, Progress
-from sheetaudio_gui.core.models import LoadedModel, load_model
+from sheetaudio_gui.core.models import LoadedModel, load_model, save_model
 from sheetaudio_gui.core.score import SCORE_SUFFIXES, Box
 
 log = logging.getLogger(__name__)
@@ -387,7 +388,9 @@ class Library:
 
     def __init__(self, folder: Path | None = None, model: LoadedModel | None = None) -> None:
         self.folder = Path(folder) if folder is not None else default_library_dir()
-        self._model = model
+        self._base_model = model  # as given; None: the default model, loaded when needed
+        self._model: LoadedModel | None = None  # the base, or the library's adaptation of it
+        self._adapted_stamp: tuple[int, int] | None = None  # the adapted file's mtime, size
         self.db_path = self.folder / LIBRARY_DB_FILE
         self._local_version = 0
         self._seen: tuple[int, int] | None = None
@@ -448,15 +451,64 @@ class Library:
 
     @property
     def model(self) -> LoadedModel:
-        """The model embeddings are made with; loaded from `default_model_path()` if not given."""
-        if self._model is None:
-            self._model = load_model(default_model_path())
+        """The model embeddings are made with: the library's adaptation of the base model
+        (`core.adapt`, the file LIBRARY_ADAPTED_MODEL_FILE) when it has one made from this
+        base, else the base (given, or loaded from `default_model_path()`)."""
+        if self._model is None or self._adaptation_changed():
+            self._model = self._adapted_or_base()
         return self._model
 
     @model.setter
     def model(self, value: LoadedModel) -> None:
-        self._model = value
+        """Set the base model (the library's adaptation of it, if any, is used)."""
+        self._base_model = value
+        self._model = None
         self._score_rows = self._audio_rows = None
+
+    @property
+    def base_model(self) -> LoadedModel:
+        if self._base_model is None:
+            self._base_model = load_model(default_model_path())
+        return self._base_model
+
+    @property
+    def adapted_model_path(self) -> Path:
+        return self.folder / LIBRARY_ADAPTED_MODEL_FILE
+
+    def _adapted_or_base(self) -> LoadedModel:
+        base = self.base_model
+        path = self.adapted_model_path
+        try:
+            stat = path.stat()
+        except OSError:
+            self._adapted_stamp = None
+            return base
+        self._adapted_stamp = (stat.st_mtime_ns, stat.st_size)
+        try:
+            adapted = load_model(path)
+        except SheetAudioError as error:
+            log.warning("ignoring the library's adapted model: %s", error)
+            return base
+        if adapted.info.get("adapted_from") != base.model_id:
+            log.info("the library's adapted model was made from another model; not used")
+            return base
+        return adapted
+
+    def _adaptation_changed(self) -> bool:
+        """Whether the adapted model file appeared, changed or went since the model was read
+        (another program adapted the library): the model is then read again."""
+        if self._model is None:
+            return False
+        try:
+            stat = self.adapted_model_path.stat()
+            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            stamp = None
+        if stamp == self._adapted_stamp:
+            return False
+        self._model = None
+        self._score_rows = self._audio_rows = None  # rows of the model it replaces
+        return True
 
     @property
     def model_id(self) -> str:
@@ -652,7 +704,8 @@ class Library:
             query += " WHERE kind = ?"
             args = (kind,)
         out = []
-        model_id = self.model_id if self._model is not None else None
+        known = self._model is not None or self._base_model is not None  # else: not loaded
+        model_id = self.model_id if known else None
         for id_, path, k, state, error, pages, systems, duration, mid in self._db.execute(
             query + " ORDER BY path", args
         ):
@@ -729,6 +782,46 @@ class Library:
                 cursor = self._db.execute("INSERT OR IGNORE INTO roots VALUES(?)", (root,))
                 self._list_changed |= cursor.rowcount > 0
         yield from self._index(list(dict.fromkeys(files)), report, cancel)
+        return report
+
+    def adapt(self, cancel: CancelToken | None = None, seed: int = 0) -> Job[AddReport]:
+        """Adapt the base model to this library's material (`core.adapt`: batch-norm statistics
+        of a sample of its score windows and audio snippets), keep it in the library folder,
+        and re-embed every document with it. Cancelled or killed while re-embedding, the
+        library resumes at the next add or rescan (documents of the old model are pending)."""
+        from sheetaudio_gui.core.adapt import adapt_batch_norm, sample_windows
+
+        base = self.base_model
+        documents = [d for d in self.documents() if d.state != "failed"]
+        scores = [d.path for d in documents if d.kind == "score"]
+        recordings = [(d.path, d.duration_s or 0.0) for d in documents if d.kind == "audio"]
+        sample = yield from sample_windows(scores, recordings, cancel, seed)
+        adapted = adapt_batch_norm(base.model, sample, seed)
+        info = {
+            "adapted_from": base.model_id,
+            "score_windows": len(sample.sheet),
+            "audio_snippets": len(sample.audio),
+            "scores": sample.scores,
+            "recordings": sample.recordings,
+        }
+        save_model(adapted, self.adapted_model_path, info)
+        self._model = None  # read back: the file is what every other reader uses
+        self._score_rows = self._audio_rows = None
+        report = yield from self._reembed_all(cancel)
+        return report
+
+    def unadapt(self, cancel: CancelToken | None = None) -> Job[AddReport]:
+        """Forget the library's adapted model and re-embed every document with the base."""
+        self.adapted_model_path.unlink(missing_ok=True)
+        self._model = None
+        self._score_rows = self._audio_rows = None
+        report = yield from self._reembed_all(cancel)
+        return report
+
+    def _reembed_all(self, cancel: CancelToken | None) -> Job[AddReport]:
+        report = AddReport()
+        files = [d.path for d in self.documents() if d.path.is_file()]
+        yield from self._index(files, report, cancel)
         return report
 
     def rescan(self, cancel: CancelToken | None = None) -> Job[AddReport]:
@@ -1229,12 +1322,13 @@ class Library:
         return out
 
     def _changed(self) -> bool:
-        """Whether anything was committed (here or by another connection) since the last look."""
+        """Whether anything was committed (here or by another connection) since the last look,
+        or the library's adapted model changed."""
         version = int(self._db.execute("PRAGMA data_version").fetchone()[0])
         now = (version, self._local_version)
         changed = now != self._seen
         self._seen = now
-        return changed
+        return self._adaptation_changed() or changed
 
     def _remember_paths(self) -> None:
         """Keep the paths of every document seen in cached rows, also of earlier snapshots: a

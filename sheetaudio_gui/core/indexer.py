@@ -53,8 +53,10 @@ def _child(
 ) -> None:
     """The child's whole life: index, report each step, send the report or the error, exit.
 
-    `mode`: "add" (Library.add of `paths`), "rescan", or "careful" (`paths` are files, added one
-    by one with a ("file", path) message before each, so that a crash names its file).
+    `mode`: "add" (Library.add of `paths`), "rescan", "adapt" / "unadapt" (Library.adapt /
+    unadapt: the model adapted to the library, or the base again, and every document
+    re-embedded), or "careful" (`paths` are files, added one by one with a ("file", path)
+    message before each, so that a crash names its file).
     """
     with contextlib.suppress(OSError):
         os.nice(CHILD_NICE)
@@ -88,6 +90,10 @@ def _child(
                     report.failed += part.failed
             elif mode == "rescan":
                 report = yield_to(conn, library.rescan(token))
+            elif mode == "adapt":
+                report = yield_to(conn, library.adapt(token))
+            elif mode == "unadapt":
+                report = yield_to(conn, library.unadapt(token))
             else:
                 job = library.add([Path(p) for p in paths], token)
                 report = yield_to(conn, job)
@@ -119,18 +125,18 @@ def index_in_process(
     model_path: Path,
     paths: Sequence[Path] = (),
     cancel: CancelToken | None = None,
-    rescan: bool = False,
+    mode: str = "add",
     threads: int = 1,
 ) -> Job[Any]:
-    """`Library(folder).add(paths)` (or `.rescan()`) in a child process; yields its Progress and
-    returns its AddReport. Cancel stops the child between documents (committed work stays).
+    """`Library(folder).add(paths)` (or `.rescan()`, `.adapt()`, `.unadapt()`: `mode`) in a child
+    process; yields its Progress and returns its AddReport. Cancel stops the child between
+    documents (committed work stays).
 
     When the child dies (a native crash), `add` goes on carefully: the files are added one by one
     in a fresh child (those already committed are skipped as unchanged), a file that crashes it is
     listed in the report's `failed`, and the rest go on in another child.
     """
     ctx = mp.get_context("spawn")  # a clean interpreter: no Qt, no parent threads
-    mode = "rescan" if rescan else "add"
     todo = [str(p) for p in paths]
     crashed: list[tuple[Path, str]] = []
     report: Any = None
@@ -145,9 +151,9 @@ def index_in_process(
         if kind == "error":
             raise SheetAudioError(outcome[2])
         current, how = outcome[1], outcome[2]  # crashed
-        if mode == "rescan":
+        if mode != "add" and mode != "careful":
             raise SheetAudioError(
-                f"{folder}: the indexer crashed during the rescan ({how}); add the folders again "
+                f"{folder}: the indexer crashed during the {mode} ({how}); add the folders again "
                 "to find the file that crashes it"
             )
         if mode == "add":  # from now on one file at a time, so that a crash names its file

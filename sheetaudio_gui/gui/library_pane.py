@@ -56,6 +56,7 @@ class LibraryPane(QWidget):
         super().__init__(parent)
         self.session = session
         self.job: JobHandle | None = None
+        self._mode = "add"  # what the running (or last) job does: add, rescan, adapt, unadapt
         self.documents: list[Any] = []
         self.last_report: Any = None
         self._generation = 0
@@ -202,7 +203,26 @@ class LibraryPane(QWidget):
         if self.session.model is None or (self.job is not None and self.job.is_running()):
             return None
         return self._start(
-            lambda lib, cancel: lib.rescan(cancel), "Rescanning the library", rescan=True
+            lambda lib, cancel: lib.rescan(cancel), "Rescanning the library", mode="rescan"
+        )
+
+    def adapt(self, undo: bool = False) -> JobHandle | None:
+        """Adapt the model to this library's material (or go back to the base model), then
+        re-embed every document: `Library.adapt` / `unadapt`."""
+        if self.session.model is None or (self.job is not None and self.job.is_running()):
+            return None
+        if undo:
+            return self._start(
+                lambda lib, cancel: lib.unadapt(cancel),
+                "Going back to the base model",
+                None,
+                mode="unadapt",
+            )
+        return self._start(
+            lambda lib, cancel: lib.adapt(cancel),
+            "Adapting the model to the library",
+            None,
+            mode="adapt",
         )
 
     def remove_selected(self) -> None:
@@ -221,12 +241,13 @@ class LibraryPane(QWidget):
             self.status.setText("Cancelling after the current file…")
 
     def _start(
-        self, task: Any, text: str, paths: list[Path] | None = None, rescan: bool = False
+        self, task: Any, text: str, paths: list[Path] | None = None, mode: str = "add"
     ) -> JobHandle:
         """Index with `task(library, cancel)` in a worker thread, or - with the real core - in a
         child process (`core.indexer`): the window never waits for the indexer's GIL, and a file
         that crashes a native decoder costs that file, not the application."""
         self._set_busy(True)
+        self._mode = mode
         self.status.setText(text + "…")
         self._show_errors([])
         self.progress.setRange(0, 0)
@@ -234,7 +255,7 @@ class LibraryPane(QWidget):
         if index_files is not None:
             folder, model_path, todo = self.session.library_dir, self.session.model_path, paths
             job = self.session.run(
-                lambda cancel: index_files(folder, model_path, list(todo or []), cancel, rescan),
+                lambda cancel: index_files(folder, model_path, list(todo or []), cancel, mode),
                 "index",
             )
         else:
@@ -262,7 +283,10 @@ class LibraryPane(QWidget):
         failed = list(getattr(report, "failed", []))
         added = len(getattr(report, "added", []))
         skipped = len(getattr(report, "skipped", []))
-        text = f"Indexed {added} file(s)"
+        done = "re-embedded" if self._mode in ("adapt", "unadapt") else "indexed"
+        text = f"{done.capitalize()} {added} file(s)"
+        if self._mode == "adapt":
+            text = f"Adapted the model to this library; {done} {added} file(s)"
         if skipped:
             text += f", {skipped} unchanged"
         if failed:
@@ -274,7 +298,8 @@ class LibraryPane(QWidget):
 
     def _failed(self, error: object) -> None:
         self._set_busy(False)
-        self.status.setText(f"Indexing stopped: {error}")
+        what = {"adapt": "Adaptation", "unadapt": "Going back to the base model"}
+        self.status.setText(f"{what.get(self._mode, 'Indexing')} stopped: {error}")
         self._changed()
         self.indexingFinished.emit(None)
 

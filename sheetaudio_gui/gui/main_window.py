@@ -156,6 +156,16 @@ class MainWindow(QMainWindow):
         )
         self.add_folder_action = a("Add &folder to library…", self.library_pane._add_folder_dialog)
         self.rescan_action = a("&Rescan library", self.library_pane.rescan)
+        self.adapt_action = a(
+            "A&dapt the model to this library",
+            self.library_pane.adapt,
+            None,
+            "Re-measure the networks' statistics on this library's scores and recordings and "
+            "re-embed them (helps with engravings and pianos unlike the training's)",
+        )
+        self.unadapt_action = a(
+            "Use the &base model again", lambda: self.library_pane.adapt(undo=True)
+        )
         self.library_location_action = a("Library &location…", self.choose_library_dir)
         self.export_action = a(
             "&Export results…",
@@ -204,6 +214,8 @@ class MainWindow(QMainWindow):
             self.add_action,
             self.add_folder_action,
             self.rescan_action,
+            self.adapt_action,
+            self.unadapt_action,
             self.library_location_action,
         ):
             lib_menu.addAction(action)

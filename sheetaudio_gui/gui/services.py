@@ -55,9 +55,10 @@ class CoreServices:
     align: Callable[[Any, Any], Any]
     encode_score: Callable[[Any, Path], list[Any]]  # (model, path) -> SystemEncodings, all pages
     encode_samples: Callable[[Any, Any], Any]  # (model, (samples,) 22.05 kHz) -> AudioEncoding
-    # (folder, model_path, paths, cancel, rescan) -> Job[AddReport] run in a child process; None:
-    # index in the worker thread through open_library (test fakes)
-    index_files: Callable[[Path, Path, list[Path], Any, bool], Any] | None = None
+    # (folder, model_path, paths, cancel, mode) -> Job[AddReport] run in a child process; mode:
+    # "add", "rescan", "adapt", "unadapt" (core.indexer); None: index in the worker thread
+    # through open_library (test fakes)
+    index_files: Callable[[Path, Path, list[Path], Any, str], Any] | None = None
 
 
 def real_services() -> CoreServices:
@@ -115,12 +116,12 @@ def real_services() -> CoreServices:
         return encode_audio(model, log_spectrogram(samples))
 
     def index_files(
-        folder: Path, model_path: Path, paths: list[Path], cancel: Any, rescan: bool
+        folder: Path, model_path: Path, paths: list[Path], cancel: Any, mode: str
     ) -> Any:
         from sheetaudio_gui.core.indexer import index_in_process
 
         threads = os.cpu_count() or 1  # the child runs at a lower priority than the window
-        return index_in_process(folder, model_path, paths, cancel, rescan=rescan, threads=threads)
+        return index_in_process(folder, model_path, paths, cancel, mode=mode, threads=threads)
 
     return CoreServices(
         load_model=load_model,
