@@ -16,6 +16,7 @@ RUN_ROWS = (  # stage folder, row name, passage summary
     ("cca", "GRU, fine-tuned + CCA", "gru"),
 )
 CENTRED_SUFFIX = ", centred on the library's means"
+ADAPTED_SUFFIX = ", adapted to the library + centred"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -71,20 +72,27 @@ def eval_command(args: argparse.Namespace) -> int:
         loaded = load_model(args.model)
         name = args.name or f"shipped model ({args.model.name})"
         rows.append(ModelRow(name, loaded.model, "gru"))
-        # what the library's search does with it: the best row, piece identification included
+        # what the library's search does with it (centring), and with a library adapted to its
+        # material (`sheetaudio library adapt`): the best row, piece identification included
         rows.append(ModelRow(name + CENTRED_SUFFIX, loaded.model, "gru", centred=True))
+        adapted = ModelRow(name + ADAPTED_SUFFIX, loaded.model, "gru", centred=True, adapted=True)
+        rows.append(adapted)
     if not rows:
         raise SheetAudioError("nothing to evaluate: give --run RUN (trained stages) or --model")
     best = rows[-1].name
     focus = {best}  # the best row, the snippet baseline and the shipped model's plain row
-    focus |= {r.name for r in rows if r.summary == "mean" or r.name + CENTRED_SUFFIX == best}
+    plain = best.removesuffix(ADAPTED_SUFFIX)  # the shipped model's own row, for comparison
+    focus |= {r.name for r in rows if r.summary == "mean" or r.name == plain}
     report: dict[str, Any] = run_with_progress(
         lambda token: evaluation_report(
             args.corpus, rows, focus, args.split, robustness=not args.no_robustness
         ),
         label="eval ",
     )
-    report["rows"] = {r.name: r.summary + (" centred" if r.centred else "") for r in rows}
+    report["rows"] = {
+        r.name: r.summary + (" centred" if r.centred else "") + (" adapted" if r.adapted else "")
+        for r in rows
+    }
     report["best"] = best
     if args.previous is not None:
         try:

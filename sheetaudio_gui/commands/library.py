@@ -554,8 +554,10 @@ def eval_library_command(args: argparse.Namespace) -> int:
             "corpus": str(args.corpus),
             "split": args.split,
             "library": str(out / "library"),
-            "model": library.model.model_id,
-            "adapted": dict(library.model.info) if args.adapt else None,
+            "model": library.base_model.model_id,
+            "adapted": {"model": library.model.model_id, **library.model.info}
+            if args.adapt
+            else None,
             "index_seconds": round(indexed_s, 2),
             "failed_files": [str(p) for p, _ in report.failed],
             "chance_top1_piece": round(1 / len(pieces), EVAL_COUNTS),

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from sheetaudio_gui.config import (
+    ADAPT_WINDOWS,
     AUDIO_SNIPPET_FRAMES,
     AUDIO_SNIPPET_HOP_FRAMES,
     QUERY_PASSAGE_HOP_SNIPPETS,
@@ -39,6 +40,7 @@ from sheetaudio_gui.config import (
     RESCORE_WINDOW_SNIPPETS,
     SEARCH_RERANK_DOCUMENTS,
 )
+from sheetaudio_gui.core.adapt import AdaptationSample, adapt_batch_norm
 from sheetaudio_gui.core.centring import centred, shrunk_mean
 from sheetaudio_gui.core.encode import (
     indexed_passage_plan,
@@ -52,7 +54,12 @@ from sheetaudio_gui.core.models import PassageModel
 from sheetaudio_gui.core.search import ordered_match, rescore_match
 from sheetaudio_gui.training import augment, chroma
 from sheetaudio_gui.training.bank import PAGE_VARIANT_VERSION, Variant, ensure_bank, manifest_hash
-from sheetaudio_gui.training.batches import BankTensors, pad_sequences, sheet_windows
+from sheetaudio_gui.training.batches import (
+    BankTensors,
+    audio_windows,
+    pad_sequences,
+    sheet_windows,
+)
 from sheetaudio_gui.training.corpus_format import iter_pieces
 from sheetaudio_gui.training.evaluate import (
     Summary,
@@ -94,6 +101,9 @@ class ModelRow:
     # each modality centred on the mean of its own test material, as the library centres its
     # search on its own scores and recordings (core.centring)
     centred: bool = False
+    # the CNNs' batch-norm statistics measured on the split's own windows first, as a library
+    # holding the split would adapt to it (core.adapt, `sheetaudio library adapt`)
+    adapted: bool = False
 
 
 Page = npt.NDArray[np.uint8]
@@ -238,6 +248,24 @@ def passage_table(rows: list[ModelRow], bt: BankTensors, moved_ends: float = 0.0
             sheet, audio = _centred_pair(sheet, audio)
         table[row.name] = both_directions(sheet, audio)
     return table
+
+
+def _split_sample(bt: BankTensors, windows: int = ADAPT_WINDOWS, seed: int = 0) -> AdaptationSample:
+    """What `Library.adapt` samples from a library holding the split: about `windows` score
+    windows and as many audio snippets, from systems (and their plays) in random order."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = evaluation_rows(bt)
+    sheet: list[torch.Tensor] = []
+    audio: list[torch.Tensor] = []
+    for chunk in torch.split(rows[torch.randperm(len(rows), generator=gen)], 64):
+        p = bt.passages[chunk.to(bt.device)]
+        sheet.append(sheet_windows(bt, p[:, 0], gen, augment=False)[0].cpu())
+        audio.append(audio_windows(bt, p[:, 1], p[:, 2], p[:, 3], gen, augment=False)[0].cpu())
+        if min(sum(len(t) for t in sheet), sum(len(t) for t in audio)) >= windows:
+            break
+    ink = torch.cat(sheet)[:windows, 0]
+    paper = ((1.0 - ink) * 255.0).round().clamp(0, 255).to(torch.uint8)  # the windows' pixels
+    return AdaptationSample(paper.numpy(), torch.cat(audio)[:windows, 0].numpy(), 0, 0)
 
 
 def _centred_pair(sheet: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -495,6 +523,9 @@ def evaluation_report(
     yield Progress(0, steps, f"bank of the {split} split")
     bank = yield from ensure_bank(Path(corpus), split)
     bt = _tensors(bank)
+    for row in rows:
+        if row.adapted:
+            row.model = adapt_batch_norm(row.model, _split_sample(bt))
     report: dict[str, Any] = {
         "split": split,
         "corpus": str(corpus),
