@@ -137,16 +137,21 @@ def _audio_windows(path: Path, duration_s: float, wanted: int, rng: np.random.Ge
     return audio_windows(log_spectrogram(samples), AUDIO_SNIPPET_HOP_FRAMES)[:wanted]
 
 
-def adapt_batch_norm(model: PassageModel, sample: AdaptationSample, seed: int = 0) -> PassageModel:
-    """A copy of `model` whose CNNs' batch-norm statistics are those of the sample's windows
-    (shuffled, in batches of ENCODE_BATCH_WINDOWS, averaged over the batches); every weight and
-    the GRUs are unchanged."""
-    for name, n in (("score windows", len(sample.sheet)), ("audio snippets", len(sample.audio))):
+def require_material(score_windows: int, audio_snippets: int) -> None:
+    """Refuse a library too small to measure statistics on (ADAPT_MIN_WINDOWS of each kind)."""
+    for name, n in (("score windows", score_windows), ("audio snippets", audio_snippets)):
         if n < ADAPT_MIN_WINDOWS:
             raise SheetAudioError(
                 f"the library holds too little material to adapt to: {n} {name}, at least "
                 f"{ADAPT_MIN_WINDOWS} needed (add more scores and recordings first)"
             )
+
+
+def adapt_batch_norm(model: PassageModel, sample: AdaptationSample, seed: int = 0) -> PassageModel:
+    """A copy of `model` whose CNNs' batch-norm statistics are those of the sample's windows
+    (shuffled, in batches of ENCODE_BATCH_WINDOWS, averaged over the batches); every weight and
+    the GRUs are unchanged."""
+    require_material(len(sample.sheet), len(sample.audio))
     adapted = copy.deepcopy(model)
     adapted.eval()
     rng = np.random.default_rng(seed)

@@ -62,6 +62,7 @@ import torch
 
 from sheetaudio_gui.config import (
     APP_NAME,
+    AUDIO_SNIPPET_HOP_FRAMES,
     FRAMES_PER_SECOND,
     HASH_BLOCK_BYTES,
     LIBRARY_ADAPTED_MODEL_FILE,
@@ -789,12 +790,16 @@ class Library:
         of a sample of its score windows and audio snippets), keep it in the library folder,
         and re-embed every document with it. Cancelled or killed while re-embedding, the
         library resumes at the next add or rescan (documents of the old model are pending)."""
-        from sheetaudio_gui.core.adapt import adapt_batch_norm, sample_windows
+        from sheetaudio_gui.core.adapt import adapt_batch_norm, require_material, sample_windows
 
         base = self.base_model
         documents = [d for d in self.documents() if d.state != "failed"]
         scores = [d.path for d in documents if d.kind == "score"]
         recordings = [(d.path, d.duration_s or 0.0) for d in documents if d.kind == "audio"]
+        snippets = self._db.execute("SELECT COALESCE(SUM(snippet_count), 0) FROM systems")
+        seconds = sum(duration for _, duration in recordings)
+        hop_s = AUDIO_SNIPPET_HOP_FRAMES / FRAMES_PER_SECOND
+        require_material(int(snippets.fetchone()[0]), int(seconds / hop_s))  # before any reading
         sample = yield from sample_windows(scores, recordings, cancel, seed)
         adapted = adapt_batch_norm(base.model, sample, seed)
         info = {
