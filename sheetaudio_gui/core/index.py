@@ -1377,6 +1377,7 @@ class Library:
             passages = bf16_tensor(np.asarray(mm))
             reading = bf16_tensor(np.asarray(self._map("score_reading")))
             reading_ranges = self._ranges("score_reading")
+            audio_rows = self._searchable_rows("audio_passages")  # the centres' other modality
             self._score_rows = ScoreRows(
                 passages,
                 doc,
@@ -1387,12 +1388,8 @@ class Library:
                 reading,
                 np.asarray(self._map("score_reading_at"))[:, 0],
                 reading_ranges,
-                centre_of(passages, doc >= 0, self._searchable_rows("audio_passages")),
-                centre_of(
-                    reading,
-                    _live(len(reading), reading_ranges),
-                    self._searchable_rows("audio_passages"),
-                ),
+                centre_of(passages, doc >= 0, audio_rows),
+                centre_of(reading, _live(len(reading), reading_ranges), audio_rows),
             )
         return self._score_rows
 
