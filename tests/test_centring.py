@@ -6,8 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sheetaudio_gui.config import CENTRING_PRIOR_ROWS
-from sheetaudio_gui.core.centring import centre_of, centred, shrunk_mean
+from sheetaudio_gui.config import CENTRING_PRIOR_ROWS, HUB_NEIGHBOURS, HUB_WEIGHT
+from sheetaudio_gui.core.centring import (
+    centre_of,
+    centred,
+    hub_penalties,
+    hub_weight,
+    penalties_of,
+    reference_rows,
+    shrunk_mean,
+)
 from sheetaudio_gui.core.index import bf16_tensor, from_bf16_bits, to_bf16_bits
 
 
@@ -74,3 +82,68 @@ def test_centring_removes_a_shared_offset_that_hides_the_true_match():
     s_centre.apply(sims, s_centre.offsets(queries), first_row=0)
     found = np.mean(np.argmax(sims, axis=1) == np.arange(n))
     assert found > plain + 0.2
+
+
+# --- hub penalties ------------------------------------------------------------------------------
+
+
+def test_a_hub_penalty_is_the_weighted_mean_of_a_rows_best_similarities_to_the_reference():
+    rows, reference = unit_rows(30, seed=4), unit_rows(50, seed=5)
+    best = np.sort(rows @ reference.T, axis=1)[:, -HUB_NEIGHBOURS:]
+    assert penalties_of(rows, reference, 0.6) == pytest.approx(0.6 * best.mean(axis=1), abs=1e-5)
+    assert not penalties_of(rows, reference[:0], 0.6).any()  # nothing to measure against
+
+
+def test_stored_rows_are_penalised_as_their_centred_vectors_would_be_and_the_search_subtracts_it():
+    bits = to_bf16_bits(unit_rows(40, seed=6, offset=1.0))
+    live = np.ones(40, bool)
+    live[5:8] = False
+    centre = centre_of(bf16_tensor(bits), live, other_rows=10**6)
+    reference = centred(unit_rows(100, seed=7, offset=-1.0), np.full(64, 0.02, np.float32))
+    penalty = hub_penalties(bf16_tensor(bits), live, centre, reference, 0.75)
+    rows = centred(from_bf16_bits(bits), centre.mean)
+    assert penalty[live] == pytest.approx(penalties_of(rows, reference, 0.75)[live], abs=0.02)
+    assert not penalty[~live].any()  # rows of removed documents are never searched
+    queries = centred(unit_rows(3, seed=8), np.zeros(64, np.float32))
+    sims = (queries @ from_bf16_bits(bits).T).astype(np.float32)
+    centre.with_penalty(penalty).apply(sims, centre.offsets(queries), first_row=0)
+    assert sims[:, live] == pytest.approx((queries @ rows.T - penalty)[:, live], abs=1e-4)
+
+
+def test_the_penalty_weighs_little_in_a_small_library_and_nothing_without_the_other_modality():
+    assert hub_weight(10, 10) < 0.01 * HUB_WEIGHT
+    assert hub_weight(10**6, 10**6) == pytest.approx(HUB_WEIGHT, rel=0.01)
+    assert hub_weight(5000, 0) == hub_weight(0, 5000) == 0.0
+
+
+def test_the_reference_is_every_live_row_or_a_fixed_random_sample_of_them():
+    live = np.zeros(10_000, bool)
+    live[::2] = True
+    small = reference_rows(live[:100])
+    assert small.tolist() == list(range(0, 100, 2))
+    big = reference_rows(live)
+    assert live[big].all() and len(np.unique(big)) == len(big) < live.sum()
+    assert (reference_rows(live) == big).all()  # the same each time a library is opened
+
+
+def test_penalising_hubs_lets_each_query_find_its_own_row_instead_of_a_row_near_everything():
+    """Recordings and systems in clusters (pieces of one style); a few stored rows lie at a
+    cluster's centre, close to every recording of it, and come first for many queries under the
+    plain cosine. Such a row is near many rows of the other modality, a true partner near one."""
+    rng = np.random.default_rng(8)
+    n, styles = 1000, 20
+    centres = unit_rows(styles, seed=9)
+    style = rng.integers(0, styles, n)
+    content = unit_rows(n, seed=10)
+    noise = rng.standard_normal((2, n, 64)).astype(np.float32) * 0.1
+    none = np.zeros(64, np.float32)
+    audio = centred(centres[style] + 0.8 * content + noise[0], none)
+    scores = centred(centres[style] + 0.8 * content + noise[1], none)
+    hubs = centred(centres + rng.standard_normal((styles, 64)).astype(np.float32) * 0.04, none)
+    stored = np.concatenate([scores, hubs])
+    sims = audio @ stored.T
+    penalty = penalties_of(stored, audio, HUB_WEIGHT)
+    assert penalty[n:].mean() > penalty[:n].mean()
+    plain = np.mean(sims.argmax(axis=1) == np.arange(n))
+    found = np.mean((sims - penalty).argmax(axis=1) == np.arange(n))
+    assert plain < 0.93 and found > 0.97

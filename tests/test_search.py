@@ -20,8 +20,9 @@ from sheetaudio_gui.config import (
     RESCORE_MAX_QUERY_SNIPPETS,
 )
 from sheetaudio_gui.core.audio import file_spectrogram
-from sheetaudio_gui.core.centring import centre_of, centred
+from sheetaudio_gui.core.centring import centre_of, centred, hub_weight, penalties_of
 from sheetaudio_gui.core.encode import (
+    AudioEncoding,
     ReadingWindows,
     SystemEncoding,
     encode_audio,
@@ -385,6 +386,35 @@ def test_an_excerpt_that_only_a_reading_window_matches_finds_its_score_and_centr
         assert backwards.document.name == "a.pdf" and backwards.score < 0.9
 
 
+def recording_rows(passages: np.ndarray) -> AudioEncoding:
+    """A recording whose sliding passages are these rows (one every 2 s)."""
+    n = len(passages)
+    starts = np.arange(n, dtype=np.float32) * 2.0
+    return AudioEncoding(
+        starts,
+        np.zeros((n, 32), np.float32),
+        np.stack([starts, starts + 8.0], axis=1),
+        passages.astype(np.float32),
+    )
+
+
+def test_each_modalitys_rows_are_penalised_against_the_other_modalitys_rows(tmp_path):
+    systems = fixed_systems([5, 4, 6, 5], seed=4)
+    with library_of(tmp_path / "lib", {"a.pdf": (systems, None)}) as lib:
+        assert lib.score_rows().centre.penalty is None  # no recordings: nothing to measure
+        lib.write_audio(tmp_path / "r.wav", None, None, 60.0, recording_rows(unit_rows(30, 5)))
+        score, audio = lib.score_rows(), lib.audio_rows()
+        assert score.centre.penalty is not None and audio.centre.penalty is not None
+        weight = hub_weight(4, 30)
+        assert score.hub_weight == pytest.approx(weight)
+        stored_audio = centred(unit_rows(30, 5), audio.centre.mean)  # every row: a small library
+        stored_systems = centred(np.stack([s.passage for s in systems]), score.centre.mean)
+        expected = penalties_of(stored_systems, stored_audio, weight)
+        assert score.centre.penalty == pytest.approx(expected, abs=1e-3)
+        expected = penalties_of(stored_audio, stored_systems, weight)
+        assert audio.centre.penalty == pytest.approx(expected, abs=1e-3)
+
+
 def test_a_score_without_reading_windows_is_still_found_by_its_systems(tmp_path):
     systems = fixed_systems([5, 4])
     with library_of(tmp_path / "lib", {"old.pdf": (systems, None)}) as lib:
@@ -474,11 +504,15 @@ def test_best_similarity_per_document_equals_brute_force_across_chunk_ends(monke
         live[start : start + count] = True
     centre = centre_of(bf16_tensor(bits), live, other_rows=10**6)  # a mean of 56 rows
     assert np.linalg.norm(centre.mean) > 0
+    penalty = np.random.default_rng(6).uniform(0.0, 0.3, 60).astype(np.float32)
+    centre = centre.with_penalty(penalty)  # each row's hub penalty
     ids, best = search._per_document_max(bf16_tensor(bits), ranges, queries, centre)
     rows = centred(from_bf16_bits(bits), centre.mean)  # what the search compares with
     for column, doc in enumerate(ids):
         start, count = ranges[int(doc)]
-        expected = (queries @ rows[start : start + count].T).max(axis=1)
+        expected = (queries @ rows[start : start + count].T - penalty[start : start + count]).max(
+            axis=1
+        )
         assert best[:, column] == pytest.approx(expected, abs=0.02)
     assert sorted(ids.tolist()) == sorted(ranges)
 
@@ -491,3 +525,8 @@ def test_rescoring_many_scores_at_once_equals_one_at_a_time():
     assert together == pytest.approx([rescore_match(query, w) for w in windows], abs=1e-6)
     assert together[2] == -1.0
     assert rescore_matches([], windows) == [-1.0] * 4
+    penalties = [np.full(len(w), 0.1 * k, np.float32) for k, w in enumerate(windows)]
+    penalised = rescore_matches(query, windows, penalties)
+    expected = [rescore_match(query, w, p) for w, p in zip(windows, penalties, strict=True)]
+    assert penalised == pytest.approx(expected, abs=1e-6)
+    assert penalised[3] == pytest.approx(together[3] - 0.3, abs=1e-6)  # a constant shifts all

@@ -15,8 +15,8 @@ RUN_ROWS = (  # stage folder, row name, passage summary
     ("finetune", "GRU, fine-tuned", "gru"),
     ("cca", "GRU, fine-tuned + CCA", "gru"),
 )
-CENTRED_SUFFIX = ", centred on the library's means"
-ADAPTED_SUFFIX = ", adapted to the library + centred"
+CENTRED_SUFFIX = ", centred, hubs penalised"
+ADAPTED_SUFFIX = ", adapted to the library, centred, hubs penalised"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -72,8 +72,9 @@ def eval_command(args: argparse.Namespace) -> int:
         loaded = load_model(args.model)
         name = args.name or f"shipped model ({args.model.name})"
         rows.append(ModelRow(name, loaded.model, "gru"))
-        # what the library's search does with it (centring), and with a library adapted to its
-        # material (`sheetaudio library adapt`): the best row, piece identification included
+        # what the library's search does with it (centring, hub penalties), and with a library
+        # adapted to its material (`sheetaudio library adapt`): the best row, piece
+        # identification included
         rows.append(ModelRow(name + CENTRED_SUFFIX, loaded.model, "gru", centred=True))
         adapted = ModelRow(name + ADAPTED_SUFFIX, loaded.model, "gru", centred=True, adapted=True)
         rows.append(adapted)

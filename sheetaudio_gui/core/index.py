@@ -51,7 +51,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
@@ -80,7 +80,13 @@ from sheetaudio_gui.config import (
     SHEET_CUT_VERSION,
     SQLITE_BUSY_TIMEOUT_S,
 )
-from sheetaudio_gui.core.centring import Centre, centre_of
+from sheetaudio_gui.core.centring import (
+    Centre,
+    centre_of,
+    hub_penalties,
+    hub_weight,
+    reference_sample,
+)
 from sheetaudio_gui.core.encode import (
     AudioEncoding,
     ReadingWindows,
@@ -254,6 +260,36 @@ def _live(rows: int, ranges: dict[int, tuple[int, int]]) -> npt.NDArray[np.bool_
     return live
 
 
+def _with_hub_penalties(score: ScoreRows, audio: AudioRows) -> tuple[ScoreRows, AudioRows]:
+    """Both modalities' rows with their hub penalties (`core.centring`): score rows measured
+    against a sample of the audio rows, audio rows against a sample of the score systems."""
+    score_live, audio_live = score.doc >= 0, audio.doc >= 0
+    weight = hub_weight(int(score_live.sum()), int(audio_live.sum()))
+    if weight == 0.0:  # a library without one of the modalities: nothing to measure against
+        return score, audio
+    audio_ref = reference_sample(audio.passages, audio_live, audio.centre)
+    score_ref = reference_sample(score.passages, score_live, score.centre)
+    reading_live = _live(len(score.reading), score.reading_ranges)
+    score = replace(
+        score,
+        centre=score.centre.with_penalty(
+            hub_penalties(score.passages, score_live, score.centre, audio_ref, weight)
+        ),
+        reading_centre=score.reading_centre.with_penalty(
+            hub_penalties(score.reading, reading_live, score.reading_centre, audio_ref, weight)
+        ),
+        hub_reference=audio_ref,
+        hub_weight=weight,
+    )
+    audio = replace(
+        audio,
+        centre=audio.centre.with_penalty(
+            hub_penalties(audio.passages, audio_live, audio.centre, score_ref, weight)
+        ),
+    )
+    return score, audio
+
+
 def bf16_tensor(bits: npt.NDArray[np.uint16]) -> torch.Tensor:
     """bfloat16 bit patterns (numpy, may be a memmap) -> a bfloat16 tensor sharing the memory."""
     with warnings.catch_warnings():  # read-only memory maps: the tensor is never written
@@ -348,6 +384,10 @@ class ScoreRows:
     reading_ranges: dict[int, tuple[int, int]]  # document id -> (first window row, count)
     centre: Centre  # of `passages` (systems), over the live rows (`core.centring`)
     reading_centre: Centre  # of `reading`
+    # the audio rows' reference sample and the weight the rows' hub penalties were measured
+    # with: windows cut at query time (`encode.rescore_windows`) are penalised the same way
+    hub_reference: Floats = field(default_factory=lambda: np.zeros((0, 64), np.float32))
+    hub_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -1347,78 +1387,88 @@ class Library:
         return self._read(self._score_rows_now)
 
     def _score_rows_now(self) -> ScoreRows:
+        return self._rows_now()[0]
+
+    def _audio_rows_now(self) -> AudioRows:
+        return self._rows_now()[1]
+
+    def _rows_now(self) -> tuple[ScoreRows, AudioRows]:
+        """Both modalities' rows, built together: each row's hub penalty is measured against
+        a sample of the other modality's rows (`core.centring.hub_penalties`)."""
         if self._changed():
             self._score_rows = self._audio_rows = None
-        if self._score_rows is None:
-            for name in SCORE_MATRICES:  # damage anywhere in the modality shows before a search
-                self._map(name)
-            mm = self._map("score_passages")
-            n = len(mm)
-            doc = np.full(n, -1, np.int64)
-            page = np.zeros(n, np.int32)
-            system = np.zeros(n, np.int32)
-            box = np.zeros((n, 4), np.float32)
-            cursor = self._db.execute(
-                "SELECT s.doc, r.start + s.ordinal, s.page, s.idx, s.x0, s.y0, s.x1, s.y1 "
-                "FROM systems s JOIN ranges r ON r.doc = s.doc AND r.matrix = 'score_passages' "
-                "JOIN documents d ON d.id = s.doc WHERE d.state = 'indexed' AND d.model_id = ?",
-                (self.model_id,),
-            )
-            # in batches: 250,000 systems fetched at once are ~90 MB of Python tuples, on top of
-            # a memory that already holds the other modality's rows
-            while rows := cursor.fetchmany(ROW_TABLE_BATCH):
-                table = np.array(rows, dtype=np.float64)
-                at = table[:, 1].astype(np.int64)
-                doc[at] = table[:, 0].astype(np.int64)
-                page[at] = table[:, 2].astype(np.int32)
-                system[at] = table[:, 3].astype(np.int32)
-                box[at] = table[:, 4:8].astype(np.float32)
-            self._remember_paths()
-            passages = bf16_tensor(np.asarray(mm))
-            reading = bf16_tensor(np.asarray(self._map("score_reading")))
-            reading_ranges = self._ranges("score_reading")
-            audio_rows = self._searchable_rows("audio_passages")  # the centres' other modality
-            self._score_rows = ScoreRows(
-                passages,
-                doc,
-                page,
-                system,
-                box,
-                self._ranges("score_passages"),
-                reading,
-                np.asarray(self._map("score_reading_at"))[:, 0],
-                reading_ranges,
-                centre_of(passages, doc >= 0, audio_rows),
-                centre_of(reading, _live(len(reading), reading_ranges), audio_rows),
-            )
-        return self._score_rows
+        if self._score_rows is None or self._audio_rows is None:
+            score, audio = _with_hub_penalties(self._plain_score_rows(), self._plain_audio_rows())
+            self._score_rows, self._audio_rows = score, audio
+        return self._score_rows, self._audio_rows
+
+    def _plain_score_rows(self) -> ScoreRows:
+        """The score rows, centred, without hub penalties."""
+        for name in SCORE_MATRICES:  # damage anywhere in the modality shows before a search
+            self._map(name)
+        mm = self._map("score_passages")
+        n = len(mm)
+        doc = np.full(n, -1, np.int64)
+        page = np.zeros(n, np.int32)
+        system = np.zeros(n, np.int32)
+        box = np.zeros((n, 4), np.float32)
+        cursor = self._db.execute(
+            "SELECT s.doc, r.start + s.ordinal, s.page, s.idx, s.x0, s.y0, s.x1, s.y1 "
+            "FROM systems s JOIN ranges r ON r.doc = s.doc AND r.matrix = 'score_passages' "
+            "JOIN documents d ON d.id = s.doc WHERE d.state = 'indexed' AND d.model_id = ?",
+            (self.model_id,),
+        )
+        # in batches: 250,000 systems fetched at once are ~90 MB of Python tuples, on top of
+        # a memory that already holds the other modality's rows
+        while rows := cursor.fetchmany(ROW_TABLE_BATCH):
+            table = np.array(rows, dtype=np.float64)
+            at = table[:, 1].astype(np.int64)
+            doc[at] = table[:, 0].astype(np.int64)
+            page[at] = table[:, 2].astype(np.int32)
+            system[at] = table[:, 3].astype(np.int32)
+            box[at] = table[:, 4:8].astype(np.float32)
+        self._remember_paths()
+        passages = bf16_tensor(np.asarray(mm))
+        reading = bf16_tensor(np.asarray(self._map("score_reading")))
+        reading_ranges = self._ranges("score_reading")
+        audio_rows = self._searchable_rows("audio_passages")  # the centres' other modality
+        return ScoreRows(
+            passages,
+            doc,
+            page,
+            system,
+            box,
+            self._ranges("score_passages"),
+            reading,
+            np.asarray(self._map("score_reading_at"))[:, 0],
+            reading_ranges,
+            centre_of(passages, doc >= 0, audio_rows),
+            centre_of(reading, _live(len(reading), reading_ranges), audio_rows),
+        )
 
     def audio_rows(self) -> AudioRows:
         """Row-aligned arrays over all audio passages of the current model (cached)."""
         return self._read(self._audio_rows_now)
 
-    def _audio_rows_now(self) -> AudioRows:
-        if self._changed():
-            self._score_rows = self._audio_rows = None
-        if self._audio_rows is None:
-            for name in AUDIO_MATRICES:
-                self._map(name)
-            mm = self._map("audio_passages")
-            doc = np.full(len(mm), -1, np.int64)
-            ranges = self._ranges("audio_passages")
-            for d, (start, count) in ranges.items():
-                doc[start : start + count] = d
-            spans = self._map("audio_spans")
-            self._remember_paths()
-            passages = bf16_tensor(np.asarray(mm))
-            self._audio_rows = AudioRows(
-                passages,
-                doc,
-                np.asarray(spans),
-                ranges,
-                centre_of(passages, doc >= 0, self._searchable_rows("score_passages")),
-            )
-        return self._audio_rows
+    def _plain_audio_rows(self) -> AudioRows:
+        """The audio rows, centred, without hub penalties."""
+        for name in AUDIO_MATRICES:
+            self._map(name)
+        mm = self._map("audio_passages")
+        doc = np.full(len(mm), -1, np.int64)
+        ranges = self._ranges("audio_passages")
+        for d, (start, count) in ranges.items():
+            doc[start : start + count] = d
+        spans = self._map("audio_spans")
+        self._remember_paths()
+        passages = bf16_tensor(np.asarray(mm))
+        return AudioRows(
+            passages,
+            doc,
+            np.asarray(spans),
+            ranges,
+            centre_of(passages, doc >= 0, self._searchable_rows("score_passages")),
+        )
 
     def _searchable_rows(self, matrix: str) -> int:
         """Rows of `matrix` that belong to searchable documents of the current model."""

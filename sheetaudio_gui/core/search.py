@@ -45,7 +45,7 @@ from sheetaudio_gui.config import (
     SPAN_MERGE_GAP_S,
 )
 from sheetaudio_gui.core.align import match_x_range
-from sheetaudio_gui.core.centring import Centre, centred
+from sheetaudio_gui.core.centring import Centre, centred, penalties_of
 from sheetaudio_gui.core.encode import (
     AudioEncoding,
     SystemEncoding,
@@ -229,6 +229,7 @@ def search_with_audio_encoding(
 
 
 Source = tuple[torch.Tensor, dict[int, tuple[int, int]], Centre]  # matrix, ranges, its centre
+Windows = tuple[Floats, Floats]  # a score's centred re-scoring windows and their hub penalties
 
 
 def _best_per_document(
@@ -311,13 +312,9 @@ def rank_scores(
         for k, doc_id in enumerate(doc_ids):
             sims_of[doc_id] = _document_sims(rows, doc_id, queries)
             scores[k] = ordered_match(*sims_of[doc_id])[0]
-    windows_of: dict[int, Floats] = {}
+    windows_of: dict[int, Windows] = {}
     if rescore:
-        # the windows are centred on the reading windows' mean: the nearest kind of row held in
-        # memory (the re-scoring matrix, ~13 rows per system, is read a score at a time); their
-        # own mean did no better on the validation library (10 s: piece first 42.1 vs 43.5 %)
-        mean = rows.reading_centre.mean
-        scores, windows_of = _rescored(library, query_runs, doc_ids, paths, scores, mean)
+        scores, windows_of = _rescored(library, rows, query_runs, doc_ids, paths, scores)
     ranking = sorted(zip(scores, doc_ids, strict=True), key=lambda item: -item[0])  # stable
     hits = []
     for score, doc_id in ranking[:top_k]:  # regions only for what is returned
@@ -360,17 +357,26 @@ def _document_sims(
 
 def _rescored(
     library: Library,
+    rows: ScoreRows,
     query_runs: list[Floats],
     doc_ids: list[int],
     paths: dict[int, Path],
     scores: list[float],
-    mean: Floats,
-) -> tuple[list[float], dict[int, Floats]]:
+) -> tuple[list[float], dict[int, Windows]]:
     """The documents' re-scored values (`rescore_matches`) and the windows they were scored
-    on, centred on `mean`; a document removed since the first stage keeps its first-stage
+    on with their hub penalties; a document removed since the first stage keeps its first-stage
     score."""
-    windows = [_rescore_windows(library, d, paths[d], mean) for d in doc_ids]
-    values = iter(rescore_matches(query_runs, [w for w in windows if w is not None]))
+    # the windows are centred on the reading windows' mean: the nearest kind of row held in
+    # memory (the re-scoring matrix, ~13 rows per system, is read a score at a time); their
+    # own mean did no better on the validation library (10 s: piece first 42.1 vs 43.5 %)
+    mean = rows.reading_centre.mean
+    found = [_rescore_windows(library, d, paths[d], mean) for d in doc_ids]
+    windows = [
+        None if w is None else (w, penalties_of(w, rows.hub_reference, rows.hub_weight))
+        for w in found
+    ]
+    present = [w for w in windows if w is not None]
+    values = iter(rescore_matches(query_runs, [w for w, _ in present], [p for _, p in present]))
     rescored = [
         next(values) if w is not None else old for w, old in zip(windows, scores, strict=True)
     ]
@@ -379,20 +385,21 @@ def _rescored(
 
 
 def _rescore_sims(
-    library: Library, doc_id: int, windows: Floats | None, query_runs: list[Floats], systems: int
+    library: Library, doc_id: int, windows: Windows | None, query_runs: list[Floats], systems: int
 ) -> tuple[Floats, Floats] | None:
     """Similarity of the re-scored query passages to a score's re-scoring windows and where
     each window lies (system ordinal + fraction): the windows that gave the score its value
     place the excerpt. None when the windows do not follow the score's stored systems (an
     older plan), so the first stage's systems and reading windows place it instead."""
     parts = [q for q in query_runs if len(q)]
-    if windows is None or not len(windows) or not parts:
+    if windows is None or not len(windows[0]) or not parts:
         return None
+    rows, penalty = windows
     counts = library.snippet_counts(doc_id)
     at = rescore_window_centres(counts)
-    if len(counts) != systems or len(at) != len(windows):
+    if len(counts) != systems or len(at) != len(rows):
         return None
-    return np.concatenate(parts) @ windows.T, at
+    return np.concatenate(parts) @ rows.T - penalty[None, :], at
 
 
 def _rescore_windows(library: Library, doc_id: int, path: Path, mean: Floats) -> Floats | None:
@@ -408,9 +415,15 @@ def _rescore_windows(library: Library, doc_id: int, path: Path, mean: Floats) ->
     return centred(windows, mean)
 
 
-def rescore_matches(query: Sequence[Floats], windows: Sequence[Floats]) -> list[float]:
+def rescore_matches(
+    query: Sequence[Floats],
+    windows: Sequence[Floats],
+    penalties: Sequence[Floats] | None = None,
+) -> list[float]:
     """`rescore_match` for several scores at once: one matrix product per query length over all
-    their windows (fifty small products cost more in thread hand-offs than in arithmetic)."""
+    their windows (fifty small products cost more in thread hand-offs than in arithmetic).
+    `penalties`: each score's windows' hub penalties (`core.centring.penalties_of`), subtracted
+    from their similarities."""
     sizes = np.array([len(w) for w in windows], dtype=np.int64)
     out = np.full(len(windows), -1.0)
     have = np.flatnonzero(sizes > 0)
@@ -418,22 +431,28 @@ def rescore_matches(query: Sequence[Floats], windows: Sequence[Floats]) -> list[
     if len(have) == 0 or not parts:
         return out.tolist()
     stacked = np.concatenate([windows[int(k)] for k in have])
+    penalty = (
+        np.concatenate([penalties[int(k)] for k in have])
+        if penalties is not None
+        else np.zeros(len(stacked), np.float32)
+    )
     starts = np.concatenate([[0], np.cumsum(sizes[have])[:-1]])
     per_length = [
-        np.maximum.reduceat(q @ stacked.T, starts, axis=1).mean(axis=0) for q in parts
+        np.maximum.reduceat(q @ stacked.T - penalty[None, :], starts, axis=1).mean(axis=0)
+        for q in parts
     ]  # each: (documents with windows,) mean over the length's passages of their best window
     out[have] = np.mean(per_length, axis=0)
     return [float(v) for v in out]
 
 
-def rescore_match(query: Sequence[Floats], windows: Floats) -> float:
+def rescore_match(query: Sequence[Floats], windows: Floats, penalty: Floats | None = None) -> float:
     """A short audio query against one score: for each query passage length, the mean over its
     passages of each one's best window; then the mean over lengths (cosine, in [-1, 1]).
 
     Every part of the excerpt must find itself in the score, at whatever window length fits its
     tempo; the library's piece identification and the evaluation's both use this. -1 for a
     score without windows."""
-    return rescore_matches(query, [windows])[0]
+    return rescore_matches(query, [windows], None if penalty is None else [penalty])[0]
 
 
 def _with_x_range(

@@ -23,11 +23,17 @@ Summary = Literal[
 EVAL_CHUNK = 64  # passages embedded at once
 
 
-def ranks(queries: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
-    """1-based rank of candidate i for query i under cosine similarity: (n, d), (n, d) -> (n,)."""
+def ranks(
+    queries: torch.Tensor, candidates: torch.Tensor, penalty: torch.Tensor | None = None
+) -> torch.Tensor:
+    """1-based rank of candidate i for query i under cosine similarity: (n, d), (n, d) -> (n,).
+    `penalty`: each candidate's hub penalty, subtracted from its similarities (as a library
+    does: `core.centring`)."""
     q = F.normalize(queries.float(), dim=1)
     c = F.normalize(candidates.float(), dim=1)
     sim = q @ c.T
+    if penalty is not None:
+        sim = sim - penalty.float()[None, :]
     own = sim.diag()[:, None]
     return (sim > own).sum(dim=1) + 1
 
@@ -43,11 +49,17 @@ def metrics_from_ranks(r: torch.Tensor) -> dict[str, float]:
     }
 
 
-def both_directions(sheet: torch.Tensor, audio: torch.Tensor) -> dict[str, dict[str, float]]:
-    """Metrics for audio -> sheet and sheet -> audio from paired embeddings (row i with row i)."""
+def both_directions(
+    sheet: torch.Tensor,
+    audio: torch.Tensor,
+    penalties: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Metrics for audio -> sheet and sheet -> audio from paired embeddings (row i with row i);
+    `penalties`: the sheet and the audio rows' hub penalties as candidates."""
+    sheet_penalty, audio_penalty = penalties if penalties is not None else (None, None)
     return {
-        "A2S": metrics_from_ranks(ranks(audio, sheet)),
-        "S2A": metrics_from_ranks(ranks(sheet, audio)),
+        "A2S": metrics_from_ranks(ranks(audio, sheet, sheet_penalty)),
+        "S2A": metrics_from_ranks(ranks(sheet, audio, audio_penalty)),
         "pairs": {"n": float(len(sheet))},
     }
 

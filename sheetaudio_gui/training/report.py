@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,13 @@ from sheetaudio_gui.config import (
     SEARCH_RERANK_DOCUMENTS,
 )
 from sheetaudio_gui.core.adapt import AdaptationSample, adapt_batch_norm
-from sheetaudio_gui.core.centring import centred, shrunk_mean
+from sheetaudio_gui.core.centring import (
+    centred,
+    hub_weight,
+    penalties_of,
+    reference_rows,
+    shrunk_mean,
+)
 from sheetaudio_gui.core.encode import (
     indexed_passage_plan,
     length_plans,
@@ -244,9 +250,10 @@ def passage_table(rows: list[ModelRow], bt: BankTensors, moved_ends: float = 0.0
     for row in rows:
         row.model.eval()
         sheet, audio = embed_rows(row.model, bt, eval_rows, row.summary, moved_ends)
+        penalties = None
         if row.centred:
-            sheet, audio = _centred_pair(sheet, audio)
-        table[row.name] = both_directions(sheet, audio)
+            sheet, audio, penalties = _centred_pair(sheet, audio)
+        table[row.name] = both_directions(sheet, audio, penalties)
     return table
 
 
@@ -268,14 +275,25 @@ def _split_sample(bt: BankTensors, windows: int = ADAPT_WINDOWS, seed: int = 0) 
     return AdaptationSample(paper.numpy(), torch.cat(audio)[:windows, 0].numpy(), 0, 0)
 
 
-def _centred_pair(sheet: torch.Tensor, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both sides centred on their own (shrunk) means, as a library of these passages would."""
+def _centred_pair(
+    sheet: torch.Tensor, audio: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """Both sides centred on their own (shrunk) means, and each side's hub penalties against a
+    reference sample of the other, as a library of these passages would have them."""
     n = len(sheet)
-    out = []
-    for side in (sheet, audio):
-        x = F.normalize(side.float(), dim=1).numpy()
-        out.append(torch.from_numpy(centred(x, shrunk_mean(x.sum(axis=0), n, n))))
-    return out[0], out[1]
+    s, a = (
+        centred(x, shrunk_mean(x.sum(axis=0), n, n))
+        for x in (F.normalize(side.float(), dim=1).numpy() for side in (sheet, audio))
+    )
+    weight = hub_weight(n, n)
+    live = np.ones(n, bool)
+    sheet_penalty = penalties_of(s, a[reference_rows(live)], weight)
+    audio_penalty = penalties_of(a, s[reference_rows(live)], weight)
+    return (
+        torch.from_numpy(s),
+        torch.from_numpy(a),
+        (torch.from_numpy(sheet_penalty), torch.from_numpy(audio_penalty)),
+    )
 
 
 def snippet_table(
@@ -341,7 +359,12 @@ def piece_identification(
     start_of = np.asarray(window_start, dtype=np.float64)
     centre = _LibraryCentring.of(sheet, reading, audio, row.centred)
     sheet, reading, audio = centre.sheet(sheet), centre.reading(reading), centre.audio(audio)
+    centre.measure_hubs(sheet, audio)
     candidates = torch.cat([sheet, reading])
+    candidate_penalty = np.concatenate(
+        [centre.penalty(sheet, "audio"), centre.penalty(reading, "audio")]
+    )
+    audio_penalty = centre.penalty(audio, "sheet")
     # audio -> piece: each query passage of the excerpt adds its best similarity per piece, over
     # the piece's systems and reading windows; the best pieces are re-scored as the library
     # re-scores a short query (windows of several lengths: search.rescore_match)
@@ -367,7 +390,7 @@ def piece_identification(
             excerpt = snippets[s0 : s0 + EXCERPT_SNIPPETS]
             length, query_starts = query_passage_plan(len(excerpt))  # as the library's search
             emb = centre.audio(_runs(model, excerpt, query_starts.tolist(), length, row.summary))
-            sim = (emb @ candidates.T).numpy()  # (subs, systems + windows)
+            sim = (emb @ candidates.T).numpy() - candidate_penalty  # (subs, systems + windows)
             independent = _best_per_piece(sim, candidate_piece, pieces).sum(axis=0)
             scores = {int(q): float(v) for q, v in zip(pieces, independent, strict=True)}
             rerank = pieces[np.argsort(-independent, kind="stable")[:SEARCH_RERANK_DOCUMENTS]]
@@ -377,7 +400,7 @@ def piece_identification(
                     model, excerpt, RESCORE_QUERY_SNIPPETS, query_hops, "audio", row.summary
                 )
                 runs = [centre.audio(torch.from_numpy(r)).numpy() for r in runs]
-                scores = {int(q): rescore_match(runs, rescore_windows[int(q)]) for q in rerank}
+                scores = {int(q): rescore_match(runs, *rescore_windows[int(q)]) for q in rerank}
             audio_ranks.append(_rank_of(scores, truth))
     # page -> piece: each system of the page takes its best sliding audio passage per piece
     # (the library's rank_recordings: independent matches, then the best re-scored in reading
@@ -386,7 +409,7 @@ def piece_identification(
     page_ranks = []
     for piece_no, groups in _pages_of(system_piece.tolist(), system_pages).items():
         for systems in groups:
-            sim = (sheet[systems] @ audio.T).numpy()
+            sim = (sheet[systems] @ audio.T).numpy() - audio_penalty
             independent = _best_per_piece(sim, wp, pieces).mean(axis=0)
             scores = {int(q): float(v) for q, v in zip(pieces, independent, strict=True)}
             rerank = pieces[np.argsort(-independent, kind="stable")[:SEARCH_RERANK_DOCUMENTS]]
@@ -415,6 +438,8 @@ class _LibraryCentring:
     systems: npt.NDArray[np.float32]
     reading_windows: npt.NDArray[np.float32]
     recordings: npt.NDArray[np.float32]
+    weight: float = 0.0  # of the hub penalties (`core.centring`); 0 for plain rows
+    references: dict[str, npt.NDArray[np.float32]] = field(default_factory=dict)
 
     @staticmethod
     def of(
@@ -428,6 +453,7 @@ class _LibraryCentring:
             shrunk_mean(sheet.sum(0).numpy(), n_s, n_a),
             shrunk_mean(reading.sum(0).numpy(), len(reading), n_a),
             shrunk_mean(audio.sum(0).numpy(), n_a, n_s),
+            hub_weight(n_s, n_a),
         )
 
     def sheet(self, x: torch.Tensor) -> torch.Tensor:
@@ -439,9 +465,24 @@ class _LibraryCentring:
     def audio(self, x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(centred(x.numpy(), self.recordings))
 
-    def rescore(self, parts: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
-        """A score's re-scoring windows (centred as the search centres them)."""
-        return centred(np.concatenate(parts), self.reading_windows)
+    def measure_hubs(self, sheet: torch.Tensor, audio: torch.Tensor) -> None:
+        """Reference samples of the (centred) systems and audio windows, as the library draws
+        them (`core.centring.reference_rows`)."""
+        for name, x in (("sheet", sheet), ("audio", audio)):
+            self.references[name] = x.numpy()[reference_rows(np.ones(len(x), bool))]
+
+    def penalty(self, rows: torch.Tensor, against: str) -> npt.NDArray[np.float32]:
+        """Hub penalties of centred rows against the other modality's reference ("sheet" or
+        "audio")."""
+        return penalties_of(rows.numpy(), self.references[against], self.weight)
+
+    def rescore(
+        self, parts: list[npt.NDArray[np.float32]]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """A score's re-scoring windows (centred as the search centres them) and their hub
+        penalties."""
+        windows = centred(np.concatenate(parts), self.reading_windows)
+        return windows, penalties_of(windows, self.references["audio"], self.weight)
 
 
 def _best_per_piece(
