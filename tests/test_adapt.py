@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from sheetaudio_gui.core import adapt
+from sheetaudio_gui.core import adapt, index
 from sheetaudio_gui.core.adapt import AdaptationSample, adapt_batch_norm
 from sheetaudio_gui.core.errors import SheetAudioError
 from sheetaudio_gui.core.index import Library
@@ -78,10 +78,19 @@ def base(tmp_path: Path) -> LoadedModel:
 
 def test_a_library_adapts_re_embeds_and_goes_back(tmp_path, base, engraved_pdf, monkeypatch):
     monkeypatch.setattr(adapt, "ADAPT_MIN_WINDOWS", 10)  # the test score has 12 windows
+    monkeypatch.setattr(index, "ADAPT_WINDOWS", 12)  # a library this size is worth adapting
     recordings = [tune(tmp_path / f"t{i}.wav", 30.0, seed=i) for i in range(2)]
     with Library(tmp_path / "lib", base) as lib:
-        run_to_end(lib.add([engraved_pdf, *recordings]))
+        assert not lib.adaptation_advised()  # empty
+        run_to_end(lib.add([engraved_pdf]))
+        assert lib.adaptation_material() == (12, 0)
+        assert not lib.adaptation_advised()  # no recordings yet
+        run_to_end(lib.add(recordings))
+        windows, snippets = lib.adaptation_material()
+        assert windows == 12 and snippets == pytest.approx(60.0 / 0.9, abs=2)
+        assert lib.adaptation_advised()
         report = run_to_end(lib.adapt())
+        assert not lib.adaptation_advised()  # adapted already
         assert sorted(report.added) == sorted([engraved_pdf, *recordings])
         adapted_id = lib.model.model_id
         assert adapted_id != base.model_id
@@ -95,6 +104,7 @@ def test_a_library_adapts_re_embeds_and_goes_back(tmp_path, base, engraved_pdf, 
         assert {d.state for d in other.documents()} == {"indexed"}
         run_to_end(other.unadapt())
         assert other.model.model_id == base.model_id
+        assert other.adaptation_advised()  # offered again
         assert {d.state for d in other.documents()} == {"indexed"}
     assert not (tmp_path / "lib" / "adapted-model.pt").exists()
 

@@ -8,9 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from material import TINY
 
 from sheetaudio_gui import __version__
 from sheetaudio_gui.cli import main
+from sheetaudio_gui.core.models import PassageModel, save_model
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -91,3 +93,21 @@ def test_encrypted_pdf_is_refused_with_a_clear_message(engraved_pdf, tmp_path):
 
 def test_python_dash_m_entry_point_exists():
     assert (Path(__file__).parents[1] / "sheetaudio_gui" / "__main__.py").is_file()
+
+
+def test_library_add_hints_at_adaptation_once_the_library_is_large_enough(
+    tmp_path, engraved_pdf, sine_flac, capsys, monkeypatch
+):
+    from sheetaudio_gui.core import index
+
+    model = tmp_path / "model.pt"
+    save_model(PassageModel(TINY), model)
+    library = ["--library", str(tmp_path / "lib"), "--model", str(model)]
+    assert main(["library", "add", *library, str(engraved_pdf), str(sine_flac)]) == 0
+    assert "hint:" not in capsys.readouterr().out  # a two-file library: too small to adapt to
+    monkeypatch.setattr(index, "ADAPT_WINDOWS", 1)
+    assert main(["library", "add", *library, str(engraved_pdf)]) == 0
+    hint = capsys.readouterr().out.splitlines()[-1]
+    assert hint.startswith("hint: ") and hint.endswith("(sheetaudio library adapt)")
+    assert main(["library", "add", *library, "--json", str(engraved_pdf)]) == 0
+    json.loads(capsys.readouterr().out)  # scripts get JSON only

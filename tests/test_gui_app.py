@@ -211,6 +211,20 @@ def test_adapting_a_library_too_small_says_why_and_keeps_every_document(
     assert not (window.session.library_dir / "adapted-model.pt").exists()
 
 
+def test_a_library_large_enough_to_adapt_to_suggests_it_after_indexing(
+    qtbot, window, engraved_pdf, sine_flac, monkeypatch
+):
+    from sheetaudio_gui.core import index as core_index
+
+    monkeypatch.setattr(core_index, "ADAPT_WINDOWS", 1)  # any library with both kinds
+    index(qtbot, window, [engraved_pdf, sine_flac])
+    status = window.library_pane.status
+    qtbot.waitUntil(lambda: "Tip:" in status.text(), timeout=JOB_TIMEOUT_MS)
+    summary, tip = status.text().split("\n")
+    assert summary.startswith("Indexed 2 file(s)")
+    assert "Library → Adapt the model to this library" in tip
+
+
 def test_a_bad_file_is_listed_with_its_reason_and_the_rest_is_indexed(
     qtbot, window, tmp_path, engraved_pdf, sine_flac
 ):

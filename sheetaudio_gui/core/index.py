@@ -61,6 +61,7 @@ import numpy.typing as npt
 import torch
 
 from sheetaudio_gui.config import (
+    ADAPT_WINDOWS,
     APP_NAME,
     AUDIO_SNIPPET_HOP_FRAMES,
     FRAMES_PER_SECOND,
@@ -836,10 +837,7 @@ class Library:
         documents = [d for d in self.documents() if d.state != "failed"]
         scores = [d.path for d in documents if d.kind == "score"]
         recordings = [(d.path, d.duration_s or 0.0) for d in documents if d.kind == "audio"]
-        snippets = self._db.execute("SELECT COALESCE(SUM(snippet_count), 0) FROM systems")
-        seconds = sum(duration for _, duration in recordings)
-        hop_s = AUDIO_SNIPPET_HOP_FRAMES / FRAMES_PER_SECOND
-        require_material(int(snippets.fetchone()[0]), int(seconds / hop_s))  # before any reading
+        require_material(*self.adaptation_material())  # before any file is read
         sample = yield from sample_windows(scores, recordings, cancel, seed)
         adapted = adapt_batch_norm(base.model, sample, seed)
         info = {
@@ -854,6 +852,29 @@ class Library:
         self._score_rows = self._audio_rows = None
         report = yield from self._reembed_all(cancel)
         return report
+
+    def adaptation_material(self) -> tuple[int, int]:
+        """Score windows and audio snippets the library holds, from the database alone."""
+
+        def material() -> tuple[int, int]:
+            windows = self._db.execute("SELECT COALESCE(SUM(snippet_count), 0) FROM systems")
+            seconds = self._db.execute(
+                "SELECT COALESCE(SUM(duration_s), 0) FROM documents "
+                "WHERE kind = 'audio' AND state != 'failed'"
+            )
+            snippets = float(seconds.fetchone()[0]) * FRAMES_PER_SECOND / AUDIO_SNIPPET_HOP_FRAMES
+            return int(windows.fetchone()[0]), int(snippets)
+
+        return self._read(material)
+
+    def adaptation_advised(self) -> bool:
+        """Whether to suggest adapting the model: the library fills a whole adaptation sample of
+        each kind and is not adapted yet. Adapting helps most where the engraving or the piano
+        sound is unlike the training material and costs nothing measurable where it is alike
+        (model card), but it re-embeds every document, so it is offered, not done."""
+        if self.adapted_model_path.is_file():
+            return False
+        return min(self.adaptation_material()) >= ADAPT_WINDOWS
 
     def unadapt(self, cancel: CancelToken | None = None) -> Job[AddReport]:
         """Forget the library's adapted model and re-embed every document with the base."""
