@@ -173,6 +173,7 @@ LIBRARY_DOCUMENT_LIST_FILE = "documents.json"  # spare list of documents, for `l
 LIBRARY_READ_RETRIES = 50  # snapshots a reader tries when a matrix file is replaced under it
 LIBRARY_READ_RETRY_WAIT_S = 0.02  # pause between those tries, s
 LIBRARY_DAMAGED_SUFFIX = ".damaged"  # a damaged database is moved aside under this suffix + time
+LIBRARY_HUB_CACHE_FILE = "hub-penalties.npz"  # the rows' hub penalties for the library's state
 LIBRARY_ADAPTED_MODEL_FILE = "adapted-model.pt"  # the model adapted to the library (core.adapt)
 # Adaptation (core.adapt) re-measures the CNNs' batch-norm statistics on about this many score
 # windows and as many audio snippets of the library, spread over its documents. Measured with v8

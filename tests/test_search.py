@@ -415,6 +415,30 @@ def test_each_modalitys_rows_are_penalised_against_the_other_modalitys_rows(tmp_
         assert audio.centre.penalty == pytest.approx(expected, abs=1e-3)
 
 
+def test_hub_penalties_are_kept_for_the_librarys_state_and_measured_again_after_a_change(
+    tmp_path, monkeypatch
+):
+    from sheetaudio_gui.core import index
+
+    folder = tmp_path / "lib"
+    with library_of(folder, {"a.pdf": (fixed_systems([5, 4, 6], seed=4), None)}) as lib:
+        lib.write_audio(tmp_path / "r.wav", None, None, 60.0, recording_rows(unit_rows(30, 5)))
+        first = lib.audio_rows().centre.penalty
+    assert (folder / "hub-penalties.npz").is_file()
+    measured = []
+    real = index._with_hub_penalties
+    monkeypatch.setattr(index, "_with_hub_penalties", lambda *a: measured.append(1) or real(*a))
+    with Library(folder, LoadedModel(PassageModel(), "m")) as lib:  # opened again: read back
+        assert lib.audio_rows().centre.penalty == pytest.approx(first)
+        assert lib.score_rows().hub_weight > 0 and measured == []
+        lib.write_audio(tmp_path / "s.wav", None, None, 60.0, recording_rows(unit_rows(30, 6)))
+        changed = lib.audio_rows().centre.penalty  # another state: measured again
+        assert measured == [1] and len(changed) == 60
+    (folder / "hub-penalties.npz").write_bytes(b"damaged")
+    with Library(folder, LoadedModel(PassageModel(), "m")) as lib:  # unreadable: measured
+        assert lib.audio_rows().centre.penalty == pytest.approx(changed)
+
+
 def test_a_score_without_reading_windows_is_still_found_by_its_systems(tmp_path):
     systems = fixed_systems([5, 4])
     with library_of(tmp_path / "lib", {"old.pdf": (systems, None)}) as lib:

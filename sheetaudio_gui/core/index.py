@@ -48,6 +48,7 @@ import os
 import sqlite3
 import time
 import warnings
+import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -64,14 +65,19 @@ from sheetaudio_gui.config import (
     ADAPT_WINDOWS,
     APP_NAME,
     AUDIO_SNIPPET_HOP_FRAMES,
+    CENTRING_PRIOR_ROWS,
     FRAMES_PER_SECOND,
     HASH_BLOCK_BYTES,
+    HUB_NEIGHBOURS,
+    HUB_REFERENCE_ROWS,
+    HUB_WEIGHT,
     LIBRARY_ADAPTED_MODEL_FILE,
     LIBRARY_COMPACT_DEAD_FRACTION,
     LIBRARY_DAMAGED_SUFFIX,
     LIBRARY_DB_FILE,
     LIBRARY_DOCUMENT_LIST_FILE,
     LIBRARY_EMBEDDINGS_DIR,
+    LIBRARY_HUB_CACHE_FILE,
     LIBRARY_READ_RETRIES,
     LIBRARY_READ_RETRY_WAIT_S,
     LIBRARY_SCHEMA_VERSION,
@@ -287,6 +293,44 @@ def _with_hub_penalties(score: ScoreRows, audio: AudioRows) -> tuple[ScoreRows, 
         centre=audio.centre.with_penalty(
             hub_penalties(audio.passages, audio_live, audio.centre, score_ref, weight)
         ),
+    )
+    return score, audio
+
+
+HUB_CACHE_KEYS = ("systems", "reading", "audio", "reference", "weight")
+
+
+def _hub_arrays(score: ScoreRows, audio: AudioRows) -> dict[str, npt.NDArray[Any]]:
+    """What `_penalised_by` needs to give plain rows the penalties of `_with_hub_penalties`."""
+    none = np.zeros(0, np.float32)
+    return {
+        "systems": none if score.centre.penalty is None else score.centre.penalty,
+        "reading": none if score.reading_centre.penalty is None else score.reading_centre.penalty,
+        "audio": none if audio.centre.penalty is None else audio.centre.penalty,
+        "reference": score.hub_reference,
+        "weight": np.array(score.hub_weight, np.float64),
+    }
+
+
+def _penalised_by(
+    score: ScoreRows, audio: AudioRows, arrays: dict[str, npt.NDArray[Any]]
+) -> tuple[ScoreRows, AudioRows]:
+    """Plain rows with penalties read back (`_hub_arrays`); none where none were measured."""
+    weight = float(arrays["weight"])
+    if weight == 0.0:
+        return score, audio
+    lengths = (len(score.passages), len(score.reading), len(audio.passages))
+    if tuple(len(arrays[k]) for k in ("systems", "reading", "audio")) != lengths:
+        raise ValueError("hub penalties of other matrices")
+    score = replace(
+        score,
+        centre=score.centre.with_penalty(np.asarray(arrays["systems"], np.float32)),
+        reading_centre=score.reading_centre.with_penalty(np.asarray(arrays["reading"], np.float32)),
+        hub_reference=np.asarray(arrays["reference"], np.float32),
+        hub_weight=weight,
+    )
+    audio = replace(
+        audio, centre=audio.centre.with_penalty(np.asarray(arrays["audio"], np.float32))
     )
     return score, audio
 
@@ -1419,9 +1463,47 @@ class Library:
         if self._changed():
             self._score_rows = self._audio_rows = None
         if self._score_rows is None or self._audio_rows is None:
-            score, audio = _with_hub_penalties(self._plain_score_rows(), self._plain_audio_rows())
-            self._score_rows, self._audio_rows = score, audio
+            score, audio = self._plain_score_rows(), self._plain_audio_rows()
+            self._score_rows, self._audio_rows = self._hub_penalised(score, audio)
         return self._score_rows, self._audio_rows
+
+    def _hub_penalised(self, score: ScoreRows, audio: AudioRows) -> tuple[ScoreRows, AudioRows]:
+        """`_with_hub_penalties`, kept in the library folder for the library's state: measuring
+        them takes ~20 s at 1,000 h, reading them back ~0.1 s. The state is the model and every
+        searchable row range with its checksum, so any add, removal, re-embedding or compaction
+        (here or in another process) measures them anew; a folder that cannot be written to
+        just measures them each time."""
+        path = self.folder / LIBRARY_HUB_CACHE_FILE
+        state = self._hub_state()
+        try:
+            with np.load(path, allow_pickle=False) as cached:
+                if str(cached["state"]) == state:
+                    return _penalised_by(score, audio, {k: cached[k] for k in HUB_CACHE_KEYS})
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            pass  # none yet, another state, or unreadable: measure
+        score, audio = _with_hub_penalties(score, audio)
+        arrays = _hub_arrays(score, audio)
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}.npz")
+        try:
+            np.savez(tmp, state=np.array(state), **arrays)  # type: ignore[arg-type]
+            os.replace(tmp, path)
+        except OSError as error:
+            tmp.unlink(missing_ok=True)
+            log.info("hub penalties not kept in %s: %s", self.folder, error)
+        return score, audio
+
+    def _hub_state(self) -> str:
+        """A digest of what the hub penalties depend on (see `_hub_penalised`)."""
+        ranges = self._db.execute(
+            "SELECT r.matrix, r.doc, r.start, r.count, r.crc FROM ranges r "
+            "JOIN documents d ON d.id = r.doc WHERE d.state = 'indexed' AND d.model_id = ? "
+            "AND r.matrix IN ('score_passages', 'score_reading', 'audio_passages') "
+            "ORDER BY r.matrix, r.start",
+            (self.model_id,),
+        ).fetchall()
+        settings = [HUB_NEIGHBOURS, HUB_WEIGHT, HUB_REFERENCE_ROWS, CENTRING_PRIOR_ROWS]
+        text = json.dumps([self.model_id, settings, ranges])
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def _plain_score_rows(self) -> ScoreRows:
         """The score rows, centred, without hub penalties."""
