@@ -1447,6 +1447,11 @@ class Library:
             {int(i): Path(p) for i, p in self._db.execute("SELECT id, path FROM documents")}
         )
 
+    def prepare_search(self) -> None:
+        """Build what the first search would: both modalities' rows, and their hub penalties
+        measured and kept in the folder for every reader (seconds for a large library)."""
+        self._read(self._rows_now)
+
     def score_rows(self) -> ScoreRows:
         """Row-aligned arrays over all system passages of the current model (cached)."""
         return self._read(self._score_rows_now)

@@ -97,6 +97,8 @@ def _child(
             else:
                 job = library.add([Path(p) for p in paths], token)
                 report = yield_to(conn, job)
+            conn.send(("progress", 0, 0, "preparing the search"))
+            library.prepare_search()  # here, not in the window's first query
             conn.send(("done", report))
     except Cancelled:
         conn.send(("cancelled",))
