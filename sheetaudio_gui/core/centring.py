@@ -41,7 +41,7 @@ from sheetaudio_gui.config import (
 
 Floats = npt.NDArray[np.float32]
 CHUNK_ROWS = 1 << 13  # rows widened to float32 at once: 2 MiB, whatever the library's size
-HUB_CHUNK_ROWS = 1 << 12  # rows x reference similarities at once: 64 MiB at 4,096 reference rows
+HUB_CHUNK_ROWS = 1 << 10  # rows x reference similarities at once: 16 MiB at 4,096 reference rows
 
 
 @dataclass(frozen=True)

@@ -433,6 +433,9 @@ class ScoreRows:
     # with: windows cut at query time (`encode.rescore_windows`) are penalised the same way
     hub_reference: Floats = field(default_factory=lambda: np.zeros((0, 64), np.float32))
     hub_weight: float = 0.0
+    # document id -> its re-scoring windows' hub penalties, measured at a query's first need of
+    # them (the windows are read a score at a time); rows of a new library state start empty
+    rescore_penalties: dict[int, Floats] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

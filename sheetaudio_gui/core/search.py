@@ -372,8 +372,8 @@ def _rescored(
     mean = rows.reading_centre.mean
     found = [_rescore_windows(library, d, paths[d], mean) for d in doc_ids]
     windows = [
-        None if w is None else (w, penalties_of(w, rows.hub_reference, rows.hub_weight))
-        for w in found
+        None if w is None else (w, _rescore_penalties(rows, d, w))
+        for d, w in zip(doc_ids, found, strict=True)
     ]
     present = [w for w in windows if w is not None]
     values = iter(rescore_matches(query_runs, [w for w, _ in present], [p for _, p in present]))
@@ -382,6 +382,15 @@ def _rescored(
     ]
     kept = {d: w for d, w in zip(doc_ids, windows, strict=True) if w is not None}
     return rescored, kept
+
+
+def _rescore_penalties(rows: ScoreRows, doc_id: int, windows: Floats) -> Floats:
+    """A score's re-scoring windows' hub penalties, measured once per library state."""
+    penalty = rows.rescore_penalties.get(doc_id)
+    if penalty is None or len(penalty) != len(windows):
+        penalty = penalties_of(windows, rows.hub_reference, rows.hub_weight)
+        rows.rescore_penalties[doc_id] = penalty
+    return penalty
 
 
 def _rescore_sims(
