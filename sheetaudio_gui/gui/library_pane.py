@@ -37,7 +37,7 @@ ROLE = Qt.ItemDataRole.UserRole
 STATE_MARK = {"indexed": "✓ indexed", "pending": "… pending", "failed": "✗ failed"}
 LIST_REFRESH_S = 1.0  # while indexing, the document list is reloaded at most this often
 ADAPT_TIP = (
-    "this library is now large enough to adapt the model to it (Library → Adapt the model to "
+    "This library is now large enough to adapt the model to it (Library → Adapt the model to "
     "this library): on engravings and piano sounds unlike the training material, the right "
     "passage then comes first more often."
 )
