@@ -421,9 +421,17 @@ def test_hub_penalties_are_kept_for_the_librarys_state_and_measured_again_after_
     from sheetaudio_gui.core import index
 
     folder = tmp_path / "lib"
-    with library_of(folder, {"a.pdf": (fixed_systems([5, 4, 6], seed=4), None)}) as lib:
+    systems = fixed_systems([5, 4, 6], seed=4)
+    windows_by = LoadedModel(PassageModel().eval(), "m")
+    with library_of(folder, {"a.pdf": (systems, None)}, rescoring=windows_by) as lib:
         lib.write_audio(tmp_path / "r.wav", None, None, 60.0, recording_rows(unit_rows(30, 5)))
         first = lib.audio_rows().centre.penalty
+        score = lib.score_rows()  # the stored re-scoring windows are penalised as the search
+        doc, (start, count) = next(iter(score.rescore_ranges.items()))  # centres them
+        windows = centred(lib.rescore_rows(doc), score.reading_centre.mean)
+        expected = penalties_of(windows, score.hub_reference, score.hub_weight)
+        assert score.rescore_penalty is not None and count == len(windows) > 0
+        assert score.rescore_penalty[start : start + count] == pytest.approx(expected, abs=1e-3)
     assert (folder / "hub-penalties.npz").is_file()
     measured = []
     real = index._with_hub_penalties

@@ -90,6 +90,7 @@ from sheetaudio_gui.config import (
 from sheetaudio_gui.core.centring import (
     Centre,
     centre_of,
+    centre_on,
     hub_penalties,
     hub_weight,
     reference_sample,
@@ -297,7 +298,8 @@ def _with_hub_penalties(score: ScoreRows, audio: AudioRows) -> tuple[ScoreRows, 
     return score, audio
 
 
-HUB_CACHE_KEYS = ("systems", "reading", "audio", "reference", "weight")
+HUB_CACHE_KEYS = ("systems", "reading", "audio", "reference", "weight", "rescore")
+RESCORE_PENALTY_CHUNK_ROWS = 1 << 15  # re-scoring windows read from the file at once: 4 MiB
 
 
 def _hub_arrays(score: ScoreRows, audio: AudioRows) -> dict[str, npt.NDArray[Any]]:
@@ -309,6 +311,7 @@ def _hub_arrays(score: ScoreRows, audio: AudioRows) -> dict[str, npt.NDArray[Any
         "audio": none if audio.centre.penalty is None else audio.centre.penalty,
         "reference": score.hub_reference,
         "weight": np.array(score.hub_weight, np.float64),
+        "rescore": none if score.rescore_penalty is None else score.rescore_penalty,
     }
 
 
@@ -328,6 +331,9 @@ def _penalised_by(
         reading_centre=score.reading_centre.with_penalty(np.asarray(arrays["reading"], np.float32)),
         hub_reference=np.asarray(arrays["reference"], np.float32),
         hub_weight=weight,
+        rescore_penalty=np.asarray(arrays["rescore"], np.float32)
+        if len(arrays["rescore"])
+        else None,
     )
     audio = replace(
         audio, centre=audio.centre.with_penalty(np.asarray(arrays["audio"], np.float32))
@@ -433,8 +439,12 @@ class ScoreRows:
     # with: windows cut at query time (`encode.rescore_windows`) are penalised the same way
     hub_reference: Floats = field(default_factory=lambda: np.zeros((0, 64), np.float32))
     hub_weight: float = 0.0
-    # document id -> its re-scoring windows' hub penalties, measured at a query's first need of
-    # them (the windows are read a score at a time); rows of a new library state start empty
+    # the stored re-scoring windows (`encode.rescore_windows`, read a score at a time): each
+    # document's rows, and every row's hub penalty (None: not measured)
+    rescore_ranges: dict[int, tuple[int, int]] = field(default_factory=dict)
+    rescore_penalty: Floats | None = None
+    # document id -> hub penalties of windows cut at query time (scores indexed before windows
+    # were stored); rows of a new library state start empty
     rescore_penalties: dict[int, Floats] = field(default_factory=dict)
 
 
@@ -1476,11 +1486,11 @@ class Library:
         return self._score_rows, self._audio_rows
 
     def _hub_penalised(self, score: ScoreRows, audio: AudioRows) -> tuple[ScoreRows, AudioRows]:
-        """`_with_hub_penalties`, kept in the library folder for the library's state: measuring
-        them takes ~20 s at 1,000 h, reading them back ~0.1 s. The state is the model and every
-        searchable row range with its checksum, so any add, removal, re-embedding or compaction
-        (here or in another process) measures them anew; a folder that cannot be written to
-        just measures them each time."""
+        """`_with_hub_penalties` (and the re-scoring windows' penalties), kept in the library
+        folder for the library's state: measuring them takes ~37 s at 1,000 h, reading them back
+        (with the rows) 1.4 s. The state is the model and every row range with its checksum, so
+        any add, removal, re-embedding or compaction (here or in another process) measures them
+        anew; a folder that cannot be written to just measures them each time."""
         path = self.folder / LIBRARY_HUB_CACHE_FILE
         state = self._hub_state()
         try:
@@ -1490,6 +1500,7 @@ class Library:
         except (OSError, KeyError, ValueError, zipfile.BadZipFile):
             pass  # none yet, another state, or unreadable: measure
         score, audio = _with_hub_penalties(score, audio)
+        score = replace(score, rescore_penalty=self._rescore_hub_penalties(score))
         arrays = _hub_arrays(score, audio)
         tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}.npz")
         try:
@@ -1500,12 +1511,36 @@ class Library:
             log.info("hub penalties not kept in %s: %s", self.folder, error)
         return score, audio
 
+    def _rescore_hub_penalties(self, score: ScoreRows) -> Floats | None:
+        """Hub penalties of every stored re-scoring window, centred on the reading windows' mean
+        as the search centres them. Read from the file a chunk at a time, not mapped: the
+        1,000 h library's 400 MB of windows would otherwise count as the process's memory."""
+        name = "score_rescore"
+        matrix = self._matrix_rows().get(name)
+        if score.hub_weight == 0.0 or matrix is None or matrix[1] == 0:
+            return None  # (a matrix without rows may have no file yet)
+        file, rows = matrix
+        live = _live(rows, score.rescore_ranges)
+        width, columns = _row_bytes(name), MATRICES[name].columns
+        out = np.zeros(rows, np.float32)
+        with (self.folder / LIBRARY_EMBEDDINGS_DIR / file).open("rb") as f:
+            for lo in range(0, rows, RESCORE_PENALTY_CHUNK_ROWS):
+                hi = min(lo + RESCORE_PENALTY_CHUNK_ROWS, rows)
+                bits = np.frombuffer(f.read((hi - lo) * width), np.uint16)
+                if len(bits) != (hi - lo) * columns:
+                    raise IndexCorrupt(f"{f.name}: the file was cut short; run `library repair`")
+                chunk = bf16_tensor(bits.reshape(hi - lo, columns))
+                centre = centre_on(chunk, live[lo:hi], score.reading_centre.mean)
+                out[lo:hi] = hub_penalties(
+                    chunk, live[lo:hi], centre, score.hub_reference, score.hub_weight
+                )
+        return out
+
     def _hub_state(self) -> str:
         """A digest of what the hub penalties depend on (see `_hub_penalised`)."""
         ranges = self._db.execute(
             "SELECT r.matrix, r.doc, r.start, r.count, r.crc FROM ranges r "
             "JOIN documents d ON d.id = r.doc WHERE d.state = 'indexed' AND d.model_id = ? "
-            "AND r.matrix IN ('score_passages', 'score_reading', 'audio_passages') "
             "ORDER BY r.matrix, r.start",
             (self.model_id,),
         ).fetchall()
@@ -1555,6 +1590,7 @@ class Library:
             reading_ranges,
             centre_of(passages, doc >= 0, audio_rows),
             centre_of(reading, _live(len(reading), reading_ranges), audio_rows),
+            rescore_ranges=self._ranges("score_rescore"),
         )
 
     def audio_rows(self) -> AudioRows:

@@ -385,7 +385,12 @@ def _rescored(
 
 
 def _rescore_penalties(rows: ScoreRows, doc_id: int, windows: Floats) -> Floats:
-    """A score's re-scoring windows' hub penalties, measured once per library state."""
+    """A score's re-scoring windows' hub penalties: measured with the rows for stored windows,
+    else (windows cut at query time) once per library state."""
+    start, count = rows.rescore_ranges.get(doc_id, (0, 0))
+    stored = rows.rescore_penalty
+    if stored is not None and count == len(windows) and start + count <= len(stored):
+        return stored[start : start + count]
     penalty = rows.rescore_penalties.get(doc_id)
     if penalty is None or len(penalty) != len(windows):
         penalty = penalties_of(windows, rows.hub_reference, rows.hub_weight)
