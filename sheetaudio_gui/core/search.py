@@ -461,7 +461,8 @@ def rescore_matches(
 
 def rescore_match(query: Sequence[Floats], windows: Floats, penalty: Floats | None = None) -> float:
     """A short audio query against one score: for each query passage length, the mean over its
-    passages of each one's best window; then the mean over lengths (cosine, in [-1, 1]).
+    passages of each one's best window; then the mean over lengths (cosines, less each
+    window's hub `penalty` when given).
 
     Every part of the excerpt must find itself in the score, at whatever window length fits its
     tempo; the library's piece identification and the evaluation's both use this. -1 for a
