@@ -105,6 +105,7 @@ def test_library_add_hints_at_adaptation_once_the_library_is_large_enough(
     library = ["--library", str(tmp_path / "lib"), "--model", str(model)]
     assert main(["library", "add", *library, str(engraved_pdf), str(sine_flac)]) == 0
     assert "hint:" not in capsys.readouterr().out  # a two-file library: too small to adapt to
+    assert (tmp_path / "lib" / "hub-penalties.npz").is_file()  # the search is prepared
     monkeypatch.setattr(index, "ADAPT_WINDOWS", 1)
     assert main(["library", "add", *library, str(engraved_pdf)]) == 0
     hint = capsys.readouterr().out.splitlines()[-1]

@@ -157,6 +157,7 @@ def _print_report(report: Any, as_json: bool) -> None:
 def library_add(args: argparse.Namespace) -> int:
     with open_library(args) as library:
         report = run_with_progress(lambda token: library.add(args.paths, token), label="indexing ")
+        library.prepare_search()  # here rather than in the next query (kept for every reader)
         _print_report(report, args.json)
         if not args.json and library.adaptation_advised():
             print(f"hint: {ADAPT_ADVICE} (sheetaudio library adapt)")
@@ -169,6 +170,7 @@ def library_adapt(args: argparse.Namespace) -> int:
             report = run_with_progress(lambda token: library.unadapt(token), label="re-embedding ")
         else:
             report = run_with_progress(lambda token: library.adapt(token), label="adapting ")
+        library.prepare_search()
         info = library.model.info
         if args.json:
             print(json.dumps({**_report_json(report), "model": library.model.model_id, **info}))
@@ -190,6 +192,7 @@ def library_adapt(args: argparse.Namespace) -> int:
 def library_rescan(args: argparse.Namespace) -> int:
     with open_library(args) as library:
         report = run_with_progress(lambda token: library.rescan(token), label="rescanning ")
+        library.prepare_search()
         _print_report(report, args.json)
     return 0 if not report.failed else 1
 
