@@ -140,6 +140,54 @@ def test_a_page_photographed_at_an_angle_gives_every_system_with_its_own_slope(
     assert slopes[0] < slopes[-1] - 1.0  # the lines really fan out on this page
 
 
+def _dense_grand_staff_page() -> Gray:
+    """Two piano systems whose treble staff holds a chord in every column and long flat slurs
+    through it (four voices reduced onto one staff), over a sparse bass staff."""
+    rng = np.random.default_rng(3)
+    page = pymupdf.open().new_page(width=600, height=420)
+
+    def note(x: float, y: float) -> None:
+        page.draw_oval(pymupdf.Rect(x - 3.5, y - 2.9, x + 3.5, y + 2.9), fill=(0, 0, 0), width=0)
+
+    for top in (60, 240):
+        for staff in (top, top + 60):
+            for k in range(5):
+                page.draw_line((40, staff + 6 * k), (570, staff + 6 * k), width=0.6)
+        for x in (40, 170, 300, 430, 570):  # the system line and barlines through both staves
+            page.draw_line((x, top), (x, top + 84), width=1.2 if x == 40 else 0.8)
+        for x in np.arange(55, 565, 9.0):
+            steps = rng.choice(np.arange(0, 9), size=rng.integers(3, 6), replace=False)
+            for step in steps:
+                note(x, top + 3 * step)
+            stem_top = top + 3 * steps.min()
+            page.draw_line((x + 3.3, stem_top), (x + 3.3, stem_top - 16), width=0.6)
+        for _ in range(6):
+            x0, y0 = rng.uniform(50, 350), top + rng.uniform(0, 24)
+            y1 = y0 + rng.uniform(-2, 2)
+            page.draw_bezier((x0, y0), (x0 + 60, y0 - 4), (x0 + 160, y0 - 4), (x0 + 220, y1))
+        for x in np.arange(60, 565, 40.0):
+            note(x, top + 60 + 3 * rng.integers(0, 9))
+    pix = page.get_pixmap(matrix=pymupdf.Matrix(DPI / 72, DPI / 72), colorspace=pymupdf.csGRAY)
+    return np.frombuffer(pix.samples, np.uint8).reshape(pix.h, pix.w).copy()
+
+
+def test_a_treble_staff_full_of_chords_and_slurs_is_found_with_its_bass_staff() -> None:
+    """Its spaces are ink in most columns, so it fails the paper-space test; measured against
+    the bass staff's bare lines and joined to it by the system line, it is a staff all the same
+    (before: each system was its bass staff alone, and a query of it missed the right hand)."""
+    systems = detect_systems(_dense_grand_staff_page())
+    px = DPI / 72
+    assert len(systems) == 2
+    for system, top in zip(systems, (60, 240), strict=True):
+        assert len(system.staves) == 2
+        for staff in system.staves:
+            assert staff.x0 == pytest.approx(40 * px, abs=3) and staff.x1 == pytest.approx(
+                570 * px, abs=3
+            )
+        assert system.box[1] == pytest.approx(top * px, abs=3)
+        assert system.box[3] == pytest.approx((top + 84) * px, abs=3)
+
+
 def _text_page(draw: str) -> Gray:
     """A 150-dpi A4 page of text with ruled lines: 'list' (6 rules 14 pt apart with a line of
     text between each), 'table' (5 rules 12 pt apart crossed by vertical rules, text in cells)

@@ -17,6 +17,10 @@ before anything else and must work on any engraving:
    crosses it from top to bottom line (barline, clef, brace) and symbols cross its lines
    (notes, stems, clef; text in a table keeps off its rules). Levels are relative to the
    staff's own line ink, so blurred, faint or gray scans pass the same tests;
+3b. a staff so full of ink (chords, slurs, beams in most columns) that its own median column is
+   no bare line is measured again against the bare-line ink of the staves found in step 3,
+   without the tests of paper spaces and sixth lines, and kept when a system line or brace
+   joins it to one of those (or, as wide as they are, to another such staff);
 4. consecutive staves whose gap is bridged at their left end (system barline, brace, bracket)
    belong to one system; an unconnected staff is a system of its own.
 Coordinates use the continuous pixel convention: pixel row r covers [r, r + 1).
@@ -64,6 +68,10 @@ LINE_MODEL_BANDS = 4
 LINE_MODEL_BAND_POINTS = 15_000  # inked pixels sampled per band (a band's slope needs few)
 LINE_FAN_MIN = 0.005
 LINE_FAN_GAIN = 1.05
+# Local until moved to config.py: staves at least this fraction as wide as the page's widest
+# anchor the search for dense staves (`_find_staves`); narrower ones may be replaced.
+DENSE_ANCHOR_WIDTH = 0.75
+DENSE_JOIN_MAX_SPACES = 12  # a dense staff joins a staff at most this many spaces away
 
 # What pymupdf raises on damaged input: its own errors derive from RuntimeError or ValueError,
 # but errors of the MuPDF bindings (FzErrorFormat, FzErrorLimit, ...) reach Python unwrapped.
@@ -316,6 +324,7 @@ class _RawStaff:
     x0: int  # first staff column
     x1: int  # one past the last staff column
     stroke: float = 1.0  # ink at the centre of a staff line: how dark a thin stroke is here
+    level: float = 1.0  # a bare line's ink integral across its band (`_verify_staff`)
 
 
 def _ink(image: Gray, factor: int) -> Floats:
@@ -606,16 +615,71 @@ def _find_staves(
             if chain is not None:
                 chains.add(chain)
     rows = _RowBands(sheared)
-    verified = [v for v in (_verify_staff(rows, lines) for lines in sorted(chains)) if v]
-    verified.sort(key=lambda v: -v[0])
-    staves: list[_RawStaff] = []
-    for _, staff in verified:
-        lo, hi = staff.lines[0], staff.lines[-1]
-        if any(lo <= b.lines[-1] and hi >= b.lines[0] for b in staves):
+    ordered = sorted(chains)
+    verified = [v for v in (_verify_staff(rows, c) for c in ordered) if v]
+    staves = _best_disjoint(verified, [])
+    if not staves:
+        return staves
+    # Dense staves (chords, slurs and beams in most columns): their own median column is no bare
+    # line, so some columns or the whole staff fail the tests above, or only a stretch of it is
+    # found. Staves nearly as wide as the page's widest are anchors, their extent measured again
+    # against the anchors' bare-line ink (one engraving: one line weight); narrower staves may be
+    # replaced by a chain measured that way when a system line or brace joins it to an anchor
+    # (or, wide itself, to another such chain), the evidence that stands in for the tests of
+    # paper spaces and sixth lines that ink-filled staves cannot pass.
+    widest = max(st.x1 - st.x0 for st in staves)
+    anchors = [st for st in staves if st.x1 - st.x0 >= DENSE_ANCHOR_WIDTH * widest]
+    page_level = float(np.median([st.level for st in anchors]))
+    anchors = [_wider(rows, st, page_level) for st in anchors]
+    widest = max(st.x1 - st.x0 for st in anchors)
+    measured = [
+        v
+        for c in ordered
+        if not any(_overlap(c, st.lines) for st in anchors)
+        for v in [_verify_staff(rows, c, page_level)]
+        if v
+    ]
+    wide = [v[1] for v in measured if v[1].x1 - v[1].x0 >= DENSE_ANCHOR_WIDTH * widest]
+    dense = [  # joined to an anchor, or a wide one to another wide one (a system of two)
+        v
+        for v in measured
+        if any(_joined(sheared, v[1], st) for st in anchors)
+        or (v[1] in wide and any(_joined(sheared, v[1], st) for st in wide))
+    ]
+    weak = [v for v in verified if not any(_overlap(v[1].lines, st.lines) for st in anchors)]
+    return sorted(anchors + _best_disjoint(dense + weak, anchors), key=lambda st: st.lines[0])
+
+
+def _wider(rows: _RowBands, staff: _RawStaff, page_level: float) -> _RawStaff:
+    """The staff over its run measured against the page's bare-line ink, where that is wider."""
+    v = _verify_staff(rows, staff.lines, page_level)
+    if v is None or v[1].x0 > staff.x0 or v[1].x1 < staff.x1:
+        return staff
+    return v[1]
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return a[0] <= b[-1] and a[-1] >= b[0]
+
+
+def _best_disjoint(
+    verified: list[tuple[float, _RawStaff]], taken: list[_RawStaff]
+) -> list[_RawStaff]:
+    """The best-scoring verified staves that overlap neither each other nor `taken`."""
+    chosen: list[_RawStaff] = []
+    for _, staff in sorted(verified, key=lambda v: -v[0]):
+        if any(_overlap(staff.lines, b.lines) for b in taken + chosen):
             continue
-        staves.append(staff)
-    staves.sort(key=lambda st: st.lines[0])
-    return staves
+        chosen.append(staff)
+    return chosen
+
+
+def _joined(sheared: Floats, a: _RawStaff, b: _RawStaff) -> bool:
+    """Are two staves of one system (bridged at their left end, whichever is above)?"""
+    upper, lower = (a, b) if a.lines[0] < b.lines[0] else (b, a)
+    gap = lower.lines[0] - upper.lines[-1]
+    s = (upper.lines[-1] - upper.lines[0]) / (STAFF_LINES - 1)
+    return 0 < gap <= DENSE_JOIN_MAX_SPACES * s and _connected(sheared, upper, lower)
 
 
 def _spacing_candidates(ys: npt.NDArray[np.float64], i: int, space: float) -> list[float]:
@@ -675,13 +739,19 @@ class _RowBands:
         return out
 
 
-def _verify_staff(rows: _RowBands, lines: tuple[float, ...]) -> tuple[float, _RawStaff] | None:
+def _verify_staff(
+    rows: _RowBands, lines: tuple[float, ...], page_level: float | None = None
+) -> tuple[float, _RawStaff] | None:
     """Accept a chain of 5 rows as a staff: (score, staff) or None.
 
     A staff is the longest column run where >= 4 of the 5 lines carry ink, at least 8 staff
     spaces long, whose spaces are mostly paper, that no sixth line at the same spacing continues
     (ruled lists and tables), and that a vertical stroke (barline, clef, brace) crosses from top
     to bottom line. The score prefers chains whose 5 lines are all drawn over the longest run.
+    With `page_level` (a bare line's ink on this page) a dense staff is measured against that
+    instead of its own median column, and its spaces and the rows beyond may be full of ink (the
+    caller then asks for other evidence: a system line joining it to a staff found the ordinary
+    way).
     """
     if lines[0] < 0 or lines[-1] >= rows.ink.shape[0]:  # a fitted line off the page
         return None
@@ -694,7 +764,7 @@ def _verify_staff(rows: _RowBands, lines: tuple[float, ...]) -> tuple[float, _Ra
         return None
     # a bare line's ink integral: most staff columns hold nothing but the lines (blurred or
     # thin lines are faint, so no absolute level works)
-    level = float(np.median(filled))
+    level = float(np.median(filled)) if page_level is None else page_level
     on = line_ink >= 0.4 * level
     present = on.sum(axis=0) >= STAFF_LINES - 1
     gap = max(1, int(round(0.5 * s)))
@@ -714,11 +784,12 @@ def _verify_staff(rows: _RowBands, lines: tuple[float, ...]) -> tuple[float, _Ra
     # the spaces between lines are mostly paper inside a staff (text blocks are not)
     mids = [(a + b) / 2 for a, b in itertools.pairwise(lines)]
     space_ink = np.stack([rows.band(y, half) for y in mids])[:, x0:x1]
-    if float(np.median(space_ink)) > 0.5 * level:
+    if page_level is None and float(np.median(space_ink)) > 0.5 * level:
         return None
     # a staff has exactly five lines: an unbroken sixth at the same spacing over the same
-    # columns means ruled paper, a ruled list or a table (ledger lines are short pieces)
-    for y in (lines[0] - s, lines[-1] + s):
+    # columns means ruled paper, a ruled list or a table (ledger lines are short pieces; the
+    # long flat slurs of a dense staff are not, hence no such test with `page_level`)
+    for y in (lines[0] - s, lines[-1] + s) if page_level is None else ():
         beyond = np.max([rows.band(y + d, half)[x0:x1] for d in (-1, 0, 1)], axis=0)
         if _longest_run(beyond >= 0.4 * level) >= SIXTH_LINE_MAX_FRACTION * (x1 - x0):
             return None
@@ -729,7 +800,7 @@ def _verify_staff(rows: _RowBands, lines: tuple[float, ...]) -> tuple[float, _Ra
     if _symbols_on_lines(rows.ink, lines, x0, x1, stroke) < SYMBOLS_ON_LINES_MIN_SPACES * s:
         return None
     completeness = float(on[:, x0:x1].mean())
-    return (x1 - x0) * completeness, _RawStaff(lines, x0, x1, stroke)
+    return (x1 - x0) * completeness, _RawStaff(lines, x0, x1, stroke, level)
 
 
 def _longest_run(mask: npt.NDArray[np.bool_]) -> int:
