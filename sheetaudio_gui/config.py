@@ -43,9 +43,10 @@ STRIP_DOWNSCALE = 2  # the strip is halved: 160 -> 80 px
 SHEET_SNIPPET_HEIGHT_PX = STRIP_HEIGHT_PX // STRIP_DOWNSCALE  # 80 px
 SHEET_SNIPPET_WIDTH_PX = 90  # window width on the halved strip
 SHEET_SNIPPET_HOP_PX = 81  # hop between windows on the halved strip
-# How strips are cut from pages; part of what the library stores with every embedding, so that
-# a change re-embeds the documents (2: strips follow the detected skew of a turned page).
-SHEET_CUT_VERSION = 2
+# How systems are found and strips cut from pages; part of what the library stores with every
+# score's embeddings, so that a change re-embeds the scores (recordings are kept). 2: strips
+# follow the detected skew of a turned page; 3: dense staves are found (core.score, step 3b).
+SHEET_CUT_VERSION = 3
 
 
 # --- models -----------------------------------------------------------------------------------

@@ -123,17 +123,23 @@ def test_a_new_model_marks_documents_pending_and_reembeds_them(tmp_path, model, 
         assert lib.check() == []
 
 
-def test_documents_cut_another_way_are_embedded_again(tmp_path, model, recordings, monkeypatch):
-    """The stored id covers the model's weights and the way strips are cut (config)."""
+def test_scores_cut_another_way_are_embedded_again_and_recordings_kept(
+    tmp_path, model, recordings, engraved_pdf, monkeypatch
+):
+    """A score's stored id covers the model's weights and how systems are found and strips cut
+    (config); a recording's only the weights, so a new detector does not re-embed hours of audio."""
     import sheetaudio_gui.core.index as index_module
 
     with Library(tmp_path / "lib", model) as lib:
-        run_to_end(lib.add([recordings[0]]))
+        run_to_end(lib.add([engraved_pdf, recordings[0]]))
     monkeypatch.setattr(index_module, "SHEET_CUT_VERSION", index_module.SHEET_CUT_VERSION + 1)
     with Library(tmp_path / "lib", model) as lib:
-        assert [d.state for d in lib.documents()] == ["pending"]
-        assert run_to_end(lib.add([recordings[0]])).added == [recordings[0]]
-        assert [d.state for d in lib.documents()] == ["indexed"]
+        state = {d.path: d.state for d in lib.documents()}
+        assert state == {engraved_pdf: "pending", recordings[0]: "indexed"}
+        report = run_to_end(lib.add([engraved_pdf, recordings[0]]))
+        assert report.added == [engraved_pdf] and report.skipped == [recordings[0]]
+        assert [d.state for d in lib.documents()] == ["indexed", "indexed"]
+        assert lib.check() == []
 
 
 def test_removing_documents_compacts_matrices_and_keeps_the_rest_intact(

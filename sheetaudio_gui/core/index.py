@@ -609,11 +609,17 @@ class Library:
         self._score_rows = self._audio_rows = None  # rows of the model it replaces
         return True
 
-    @property
-    def model_id(self) -> str:
-        """What made the embeddings: the model's weights and how score strips are cut (config).
-        Stored per document; documents made otherwise are embedded again."""
-        return f"{self.model.model_id}.cut{SHEET_CUT_VERSION}"
+    def made_by(self, kind: str) -> str:
+        """What makes a document's embeddings: the model's weights, and for scores how systems
+        are found and strips cut (`SHEET_CUT_VERSION`). Stored per document; documents made
+        otherwise are embedded again (a new way of cutting scores leaves recordings as they are)."""
+        if kind == "score":
+            return f"{self.model.model_id}.cut{SHEET_CUT_VERSION}"
+        return self.model.model_id
+
+    def _made_now(self) -> tuple[str, str]:
+        """The ids of current score and audio documents, for `d.model_id IN (?, ?)`."""
+        return self.made_by("score"), self.made_by("audio")
 
     # --- schema and transactions ---
     def _setup(self) -> None:
@@ -804,11 +810,10 @@ class Library:
             args = (kind,)
         out = []
         known = self._model is not None or self._base_model is not None  # else: not loaded
-        model_id = self.model_id if known else None
         for id_, path, k, state, error, pages, systems, duration, mid in self._db.execute(
             query + " ORDER BY path", args
         ):
-            if state == "indexed" and model_id is not None and mid != model_id:
+            if state == "indexed" and known and mid != self.made_by(k):
                 state = "pending"  # embedded by another model: re-embedded at the next add
             out.append(Document(id_, Path(path), k, state, error, pages, systems, duration))
         return out
@@ -827,7 +832,7 @@ class Library:
             raise FileProblem(path, f"is a {row[1]} document, not {kind}")
         if row[2] != "indexed":
             raise FileProblem(path, f"is {row[2]} in the library; run `sheetaudio library rescan`")
-        if row[3] != self.model_id:
+        if row[3] != self.made_by(kind):
             raise FileProblem(
                 path, "was indexed with another model; run `sheetaudio library rescan` to re-embed"
             )
@@ -1026,19 +1031,20 @@ class Library:
 
     def _unchanged(self, path: Path, stat: os.stat_result) -> bool:
         row = self._db.execute(
-            "SELECT size, mtime_ns, state, model_id FROM documents WHERE path = ?", (str(path),)
+            "SELECT size, mtime_ns, state, model_id, kind FROM documents WHERE path = ?",
+            (str(path),),
         ).fetchone()
         if row is None or row[2] == "pending":
             return False
         same_file = row[0] == stat.st_size and row[1] == stat.st_mtime_ns
-        return bool(same_file and (row[2] == "failed" or row[3] == self.model_id))
+        return bool(same_file and (row[2] == "failed" or row[3] == self.made_by(row[4])))
 
     def _same_content(self, path: Path, digest: str, stat: os.stat_result) -> bool:
         """Touched but identical content, embedded by this model: record the new mtime, skip."""
         row = self._db.execute(
-            "SELECT sha256, state, model_id FROM documents WHERE path = ?", (str(path),)
+            "SELECT sha256, state, model_id, kind FROM documents WHERE path = ?", (str(path),)
         ).fetchone()
-        if row is None or row[0] != digest or row[1] != "indexed" or row[2] != self.model_id:
+        if row is None or row[0] != digest or row[1] != "indexed" or row[2] != self.made_by(row[3]):
             return False
         with self._write():
             self._db.execute(
@@ -1063,7 +1069,7 @@ class Library:
                     stat.st_size,
                     stat.st_mtime_ns,
                     digest,
-                    self.model_id,
+                    self.made_by(kind),
                     time.time(),
                 ),
             )
@@ -1172,7 +1178,7 @@ class Library:
                 stat.st_size if stat else None,
                 stat.st_mtime_ns if stat else None,
                 digest,
-                self.model_id,
+                self.made_by(kind),
                 time.time(),
             ),
         )
@@ -1540,12 +1546,12 @@ class Library:
         """A digest of what the hub penalties depend on (see `_hub_penalised`)."""
         ranges = self._db.execute(
             "SELECT r.matrix, r.doc, r.start, r.count, r.crc FROM ranges r "
-            "JOIN documents d ON d.id = r.doc WHERE d.state = 'indexed' AND d.model_id = ? "
+            "JOIN documents d ON d.id = r.doc WHERE d.state = 'indexed' AND d.model_id IN (?, ?) "
             "ORDER BY r.matrix, r.start",
-            (self.model_id,),
+            self._made_now(),
         ).fetchall()
         settings = [HUB_NEIGHBOURS, HUB_WEIGHT, HUB_REFERENCE_ROWS, CENTRING_PRIOR_ROWS]
-        text = json.dumps([self.model_id, settings, ranges])
+        text = json.dumps([self._made_now(), settings, ranges])
         return hashlib.sha256(text.encode()).hexdigest()
 
     def _plain_score_rows(self) -> ScoreRows:
@@ -1562,7 +1568,7 @@ class Library:
             "SELECT s.doc, r.start + s.ordinal, s.page, s.idx, s.x0, s.y0, s.x1, s.y1 "
             "FROM systems s JOIN ranges r ON r.doc = s.doc AND r.matrix = 'score_passages' "
             "JOIN documents d ON d.id = s.doc WHERE d.state = 'indexed' AND d.model_id = ?",
-            (self.model_id,),
+            (self.made_by("score"),),
         )
         # in batches: 250,000 systems fetched at once are ~90 MB of Python tuples, on top of
         # a memory that already holds the other modality's rows
@@ -1627,8 +1633,8 @@ class Library:
             int(d): (int(start), int(count))
             for d, start, count in self._db.execute(
                 "SELECT r.doc, r.start, r.count FROM ranges r JOIN documents d ON d.id = r.doc "
-                "WHERE r.matrix = ? AND d.state = 'indexed' AND d.model_id = ?",
-                (matrix, self.model_id),
+                "WHERE r.matrix = ? AND d.state = 'indexed' AND d.model_id IN (?, ?)",
+                (matrix, *self._made_now()),
             )
         }
 
