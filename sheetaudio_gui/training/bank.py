@@ -44,8 +44,9 @@ from sheetaudio_gui.training.corpus_format import (
 log = logging.getLogger(__name__)
 
 BANK_VERSION = 2
-PAGE_VARIANT_VERSION = 3  # degraded-page banks: 2 = true boxes move with the page geometry,
-# 3 = detection of fanning lines (photos), strips along each system's skew with whitened paper
+PAGE_VARIANT_VERSION = 4  # degraded-page banks: 2 = true boxes move with the page geometry,
+# 3 = detection of fanning lines (photos), strips along each system's skew with whitened paper,
+# 4 = dense staves found (core.score, step 3b)
 BANK_STRIP_PAD_PX = 8  # extra rows above and below the 80-row window band (halved strip px)
 BANK_STRIP_HEIGHT = SHEET_SNIPPET_HEIGHT_PX + 2 * BANK_STRIP_PAD_PX
 STRIP_MARGIN_SPACES = 1.0  # staff spaces kept left and right of the staff lines
