@@ -37,6 +37,7 @@ from sheetaudio_gui.core.jobs import run_to_end
 from sheetaudio_gui.core.models import LoadedModel, PassageModel, load_model, save_model
 from sheetaudio_gui.core.score import open_score
 from sheetaudio_gui.core.search import (
+    contiguous_match,
     ordered_match,
     passage_map,
     rank_recordings,
@@ -294,6 +295,64 @@ def test_ordered_match_follows_reading_order_and_equals_exhaustive_search():
         assert all(positions[a] <= positions[b] for a, b in itertools.pairwise(path))
     with pytest.raises(ValueError):
         ordered_match(np.zeros((0, 3)), np.zeros(3))
+
+
+def test_a_page_played_straight_through_beats_look_alikes_scattered_over_a_recording():
+    """Systems follow one another: passages that join up win over slightly better ones that
+    lie far apart, and the path found is the one that joins up."""
+    spans = np.array([[0.0, 8.0], [8.0, 16.0], [16.0, 24.0], [40.0, 48.0], [90.0, 98.0]])
+    joined = np.array(
+        [
+            [0.60, 0.10, 0.10, 0.10, 0.10],
+            [0.10, 0.60, 0.10, 0.10, 0.10],
+            [0.10, 0.10, 0.60, 0.10, 0.10],
+        ]
+    )
+    scattered = np.array(  # each system's best look-alike, in order but far apart
+        [
+            [0.65, 0.10, 0.10, 0.10, 0.10],
+            [0.10, 0.10, 0.10, 0.65, 0.10],
+            [0.10, 0.10, 0.10, 0.10, 0.65],
+        ]
+    )
+    assert ordered_match(scattered, spans[:, 0])[0] > ordered_match(joined, spans[:, 0])[0]
+    joined_score, path = contiguous_match(joined, spans)
+    assert path == [0, 1, 2] and joined_score == pytest.approx(0.60)  # no gaps: no cost
+    assert contiguous_match(scattered, spans)[0] < joined_score
+
+
+def _path_value(sims: np.ndarray, spans: np.ndarray, path: tuple[int, ...], *costs: float) -> float:
+    """A path's mean similarity less its steps' costs, as `contiguous_match` defines them."""
+    import itertools
+
+    weight, scale, cap = costs
+    cost = sum(
+        weight * min(abs(spans[b, 0] - spans[a, 1]) / scale, cap)
+        for a, b in itertools.pairwise(path)
+    )
+    return (sum(sims[i, c] for i, c in enumerate(path)) - cost) / len(sims)
+
+
+def test_contiguous_match_equals_exhaustive_search_over_paths():
+    import itertools
+
+    weight, scale, cap = 0.1, 4.0, 3.0
+    rng = np.random.default_rng(1)
+    for _ in range(60):
+        k, m = int(rng.integers(1, 4)), int(rng.integers(1, 8))
+        starts = rng.integers(0, 12, size=m).astype(float) * 2.0  # ties allowed
+        spans = np.stack([starts, starts + rng.choice([4.5, 8.1, 14.4], size=m)], axis=1)
+        sims = rng.normal(size=(k, m))
+        score, path = contiguous_match(sims, spans, weight, scale, cap)
+        best = max(
+            _path_value(sims, spans, p, weight, scale, cap)
+            for p in itertools.product(range(m), repeat=k)
+            if all(spans[a, 0] <= spans[b, 0] for a, b in itertools.pairwise(p))
+        )
+        assert score == pytest.approx(best)
+        assert _path_value(sims, spans, tuple(path), weight, scale, cap) == pytest.approx(score)
+    with pytest.raises(ValueError):
+        contiguous_match(np.zeros((0, 3)), np.zeros((3, 2)))
 
 
 # --- reading windows: sheet passages that run on across system ends --------------------------

@@ -10,10 +10,11 @@ bfloat16 matmul in chunks).
 Ranking: a document's score is the mean over query rows of that row's best similarity within the
 document (piece identification: every part of the query should find itself somewhere in the
 piece); within a document, the regions (systems) or spans are ranked by their own similarity.
-A query of several systems (a page) is played in reading order: the best recordings are re-scored
-along the best path through their passages whose start times never decrease, and that path is
-the first span returned. Likewise an audio query of several passages re-scores the best scores
-along systems in reading order.
+A query of several systems (a page) is played in reading order, one system after the other: the
+best recordings are re-scored along the best path through their passages whose start times never
+decrease and where each passage begins near where the previous one ended (a leap costs), and that
+path is the first span returned. Likewise an audio query of several passages re-scores the best
+scores along systems in reading order.
 Every similarity is centred (`core.centring`): each modality's passages are compared after
 subtracting the library's mean passage of that modality (queries: of their own modality), which
 removes the offset that every score (every recording) shares.
@@ -33,6 +34,9 @@ import numpy.typing as npt
 import torch
 
 from sheetaudio_gui.config import (
+    PATH_GAP_CAP,
+    PATH_GAP_SCALE_S,
+    PATH_GAP_WEIGHT,
     QUERY_PASSAGE_HOP_SNIPPETS,
     QUERY_PASSAGE_SNIPPETS,
     RESCORE_MAX_QUERY_SNIPPETS,
@@ -539,7 +543,8 @@ def rank_recordings(library: Library, queries: Floats, top_k: int = 10) -> list[
     """Recordings for (k, 64) query passages (systems in reading order), each with time spans.
 
     One system: recordings by its best passage. Several: the best SEARCH_RERANK_DOCUMENTS by
-    independent matches are re-scored in reading order (`ordered_match`), whose path is the
+    independent matches are re-scored along the best path of passages that follow one another
+    in time as the systems follow in reading order (`contiguous_match`), whose extent is the
     first span.
     """
     rows = library.audio_rows()
@@ -551,22 +556,23 @@ def rank_recordings(library: Library, queries: Floats, top_k: int = 10) -> list[
     if ranked is None:
         return []
     ids, order, doc_scores, paths = ranked
-    scored = []  # (score, document id, sims, spans, reading-order path or None)
+    scored = []  # (score, document id, sims, spans)
     for d in order:
         doc_id = int(ids[d])
         start, count = rows.ranges[doc_id]
         mine = np.arange(start, start + count, dtype=np.int64)
         sims = _rows_similarity(rows.passages, start, count, queries, rows.centre)  # (k, rows)
         spans = np.asarray(rows.spans[mine], dtype=np.float64)
-        score, path = float(doc_scores[d]), None
+        score = float(doc_scores[d])
         if ordered:
-            score, path = ordered_match(sims, spans[:, 0])
-        scored.append((score, doc_id, sims, spans, path))
+            score = contiguous_match(sims, spans, with_path=False)[0]
+        scored.append((score, doc_id, sims, spans))
     scored.sort(key=lambda item: -item[0])  # stable: ties keep the independent order
     hits = []
-    for score, doc_id, sims, spans, path in scored[:top_k]:  # spans only for what is returned
+    for score, doc_id, sims, spans in scored[:top_k]:  # spans only for what is returned
         found = _spans(sims, spans)
-        if path is not None:
+        if ordered:
+            path = contiguous_match(sims, spans)[1]
             first = TimeSpan(float(spans[path, 0].min()), float(spans[path, 1].max()), score)
             others = [s for s in found if s.end_s <= first.start_s or s.start_s >= first.end_s]
             found = [first, *others][:SEARCH_SPANS_PER_HIT]
@@ -604,6 +610,94 @@ def ordered_match(sims: Floats, positions: npt.NDArray[np.float64]) -> tuple[flo
         path.append(j)
     chosen = [int(order[c]) for c in reversed(path)]
     return float(total.max() / k), chosen
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """How the passages of one recording may follow one another (`contiguous_match`)."""
+
+    order: npt.NDArray[np.int64]  # passages sorted by start
+    last_tie: npt.NDArray[np.int64]  # (m,) in that order: a may precede b iff a <= last_tie[b]
+    near: npt.NDArray[np.int64]  # (m, w) the passages ending within reach of b's start
+    cost: Floats  # (m, w) their step costs; inf where one may not precede b
+    leap: float  # the cost of any other step
+
+
+def _steps(spans: npt.NDArray[np.float64], weight: float, scale_s: float, cap: float) -> _Steps:
+    order = np.argsort(spans[:, 0], kind="stable")
+    start = np.asarray(spans[order, 0], dtype=np.float64)
+    end = np.asarray(spans[order, 1], dtype=np.float64)
+    m = len(order)
+    last_tie = np.searchsorted(start, start, side="right") - 1
+    reach = cap * scale_s
+    by_end = np.argsort(end, kind="stable")
+    lo = np.searchsorted(end[by_end], start - reach, side="left")
+    hi = np.searchsorted(end[by_end], start + reach, side="right")
+    width = max(int((hi - lo).max()), 1)
+    slot = lo[:, None] + np.arange(width)[None, :]
+    near = by_end[np.minimum(slot, m - 1)]
+    cost = (weight * np.minimum(np.abs(start[:, None] - end[near]) / scale_s, cap)).astype(
+        np.float32
+    )
+    cost[(slot >= hi[:, None]) | (start[near] > start[:, None])] = np.inf
+    return _Steps(order, last_tie, near, cost, weight * cap)
+
+
+def contiguous_match(
+    sims: Floats,
+    spans: npt.NDArray[np.float64],
+    weight: float = PATH_GAP_WEIGHT,
+    scale_s: float = PATH_GAP_SCALE_S,
+    cap: float = PATH_GAP_CAP,
+    with_path: bool = True,
+) -> tuple[float, list[int]]:
+    """`ordered_match` for systems played one after the other: each system's passage should
+    begin where the previous system's passage ended.
+
+    sims (k, m): similarity of each query row (system, in reading order) to each passage; spans
+    (m, 2): each passage's start and end (s). A step from passage a to passage b (start_b >=
+    start_a) costs weight x min(|start_b - end_a| / scale_s, cap): a path that leaps through a
+    recording, picking each system's best look-alike wherever it lies, pays for every leap
+    (repeats and cuts pay at most `cap` once). Returns (mean over rows of similarity less the
+    costs along the best path, the passage chosen for each row; [] without `with_path`, which
+    halves the cost when only the value ranks).
+
+    Dynamic programming over passages sorted by start: a step either leaps (the best path so
+    far, at full cost: a prefix maximum as in `ordered_match`) or comes from a passage that
+    ends within cap x scale_s of b's start, a window of ~20 passages: O(k m w), not O(k m^2),
+    so an hour-long recording costs no more per passage than a short one.
+    """
+    k, m = sims.shape
+    if k == 0 or m == 0:
+        raise ValueError("contiguous_match needs at least one query row and one candidate")
+    steps = _steps(spans, weight, scale_s, cap)
+    s = np.asarray(sims, dtype=np.float32)[:, steps.order]
+    rows = np.arange(m)
+    back = np.zeros((k, m), np.int64) if with_path else None
+    total = s[0].copy()
+    for i in range(1, k):
+        prefix = np.maximum.accumulate(total)  # best path ending at or before each passage
+        leap = prefix[steps.last_tie] - steps.leap
+        local = total[steps.near]
+        local -= steps.cost
+        if back is None:
+            total = s[i] + np.maximum(local.max(axis=1), leap)
+            continue
+        prefix_arg = np.maximum.accumulate(np.where(total >= prefix, rows, 0))
+        local_arg = np.argmax(local, axis=1)
+        step = local[rows, local_arg]
+        stepped = step >= leap
+        back[i] = np.where(stepped, steps.near[rows, local_arg], prefix_arg[steps.last_tie])
+        total = s[i] + np.where(stepped, step, leap)
+    score = float(total.max() / k)
+    if back is None:
+        return score, []
+    j = int(np.argmax(total))
+    path = [j]
+    for i in range(k - 1, 0, -1):
+        j = int(back[i, j])
+        path.append(j)
+    return score, [int(steps.order[c]) for c in reversed(path)]
 
 
 def _spans(sims: Floats, spans: npt.NDArray[np.float64]) -> list[TimeSpan]:

@@ -49,15 +49,17 @@ from sheetaudio_gui.core.centring import (
     shrunk_mean,
 )
 from sheetaudio_gui.core.encode import (
+    SNIPPET_HOP_S,
     indexed_passage_plan,
     length_plans,
+    passage_seconds,
     query_passage_plan,
     reading_window_plan,
 )
 from sheetaudio_gui.core.errors import SheetAudioError
 from sheetaudio_gui.core.jobs import Job, Progress
 from sheetaudio_gui.core.models import PassageModel
-from sheetaudio_gui.core.search import ordered_match, rescore_match
+from sheetaudio_gui.core.search import contiguous_match, rescore_match
 from sheetaudio_gui.training import augment, chroma
 from sheetaudio_gui.training.bank import PAGE_VARIANT_VERSION, Variant, ensure_bank, manifest_hash
 from sheetaudio_gui.training.batches import (
@@ -344,7 +346,7 @@ def piece_identification(
     # the library's audio passages: sliding windows of several lengths over every performance
     windows: list[torch.Tensor] = []
     window_piece: list[int] = []
-    window_start: list[int] = []
+    window_span: list[tuple[float, float]] = []  # start, end s: as the library's audio spans
     perf_columns = []  # each performance's windows are one contiguous block of columns
     for p, snippets in enumerate(perf_snippets):
         first = len(window_piece)
@@ -352,11 +354,12 @@ def piece_identification(
             emb = _runs(model, snippets, starts.tolist(), length, row.summary)
             windows.append(emb)
             window_piece += [int(bt.perfs[p, 2])] * len(emb)
-            window_start += starts.tolist()
+            begin = (starts * SNIPPET_HOP_S).tolist()
+            window_span += [(b, b + passage_seconds(length)) for b in begin]
         perf_columns.append(slice(first, len(window_piece)))
     audio = torch.cat(windows)
     wp = np.asarray(window_piece)
-    start_of = np.asarray(window_start, dtype=np.float64)
+    span_of = np.asarray(window_span, dtype=np.float64).reshape(-1, 2)
     centre = _LibraryCentring.of(sheet, reading, audio, row.centred)
     sheet, reading, audio = centre.sheet(sheet), centre.reading(reading), centre.audio(audio)
     centre.measure_hubs(sheet, audio)
@@ -403,8 +406,8 @@ def piece_identification(
                 scores = {int(q): rescore_match(runs, *rescore_windows[int(q)]) for q in rerank}
             audio_ranks.append(_rank_of(scores, truth))
     # page -> piece: each system of the page takes its best sliding audio passage per piece
-    # (the library's rank_recordings: independent matches, then the best re-scored in reading
-    # order along passages whose start never decreases; a piece scores as its best performance)
+    # (the library's rank_recordings: independent matches, then the best re-scored along
+    # passages that follow one another as the systems do; a piece scores as its best performance)
     perf_piece = bt.perfs[:, 2].numpy()
     page_ranks = []
     for piece_no, groups in _pages_of(system_piece.tolist(), system_pages).items():
@@ -416,7 +419,7 @@ def piece_identification(
             if len(systems) > 1 and piece_no in rerank:  # else its independent rank is > 50
                 scores = {
                     int(q): max(
-                        ordered_match(sim[:, perf_columns[p]], start_of[perf_columns[p]])[0]
+                        contiguous_match(sim[:, perf_columns[p]], span_of[perf_columns[p]])[0]
                         for p in np.flatnonzero(perf_piece == q)
                     )
                     for q in rerank
