@@ -356,3 +356,49 @@ def test_the_corpus_identity_ignores_how_the_build_ran_but_not_what_it_made(tmp_
     other = write("c", {**made, "splits": {"test": {"pieces": 218}}})
     assert manifest_hash(here) == manifest_hash(there) != manifest_hash(other)
     assert manifest_hash(tmp_path / "empty") == "none"
+
+
+def test_music_that_an_earlier_split_holds_is_left_out_of_a_later_one(
+    built: dict[str, Any], tmp_path: Path
+) -> None:
+    """A movement that a source collection holds twice (under two mass numbers) must not put
+    training music into the test split, nor count one test piece's twin as another piece."""
+    import shutil
+
+    copy = tmp_path / "corpus"
+    shutil.copytree(built["out"], copy)
+    train = next(p for p in built["pieces"].values() if p.split == "train")
+    test = next(p for p in built["pieces"].values() if p.split == "test")
+    for source, twin_id in ((train, "zz-twin-of-train"), (test, "zz-twin-of-test")):
+        twin = copy / fmt.PIECES_DIR / twin_id
+        shutil.copytree(source.directory, twin)
+        data = json.loads((twin / fmt.PIECE_FILE).read_text())
+        data.update(id=twin_id, group=twin_id, split="test")
+        (twin / fmt.PIECE_FILE).write_text(json.dumps(data))
+    in_test = [p.id for p in fmt.iter_pieces(copy, "test")]
+    assert "zz-twin-of-train" in in_test and "zz-twin-of-test" in in_test
+    distinct = [p.id for p in fmt.split_pieces(copy, "test")]
+    assert distinct == [i for i in in_test if not i.startswith("zz-twin")]
+    assert test.id in distinct
+    assert [p.id for p in fmt.split_pieces(copy, "train")] == [
+        p.id for p in fmt.iter_pieces(copy, "train")
+    ]
+
+
+def test_an_evaluation_library_folder_holds_its_split_and_nothing_else(
+    built: dict[str, Any], tmp_path: Path
+) -> None:
+    """`eval-library` indexes whole folders, so a file an earlier run left there (a piece since
+    left out) would be searched as a distractor: writing the split deletes it."""
+    from sheetaudio_gui.commands.library import write_split_library
+
+    out = tmp_path / "evallib"
+    (out / "scores").mkdir(parents=True)
+    stale = out / "scores" / "left-out-piece.pdf"
+    stale.write_bytes(b"%PDF-1.4 not a piece of this split")
+    pieces = write_split_library(built["out"], out, "test")
+    assert [pc["id"] for pc in pieces] == [p.id for p in fmt.split_pieces(built["out"], "test")]
+    assert not stale.exists()
+    assert sorted((out / "scores").iterdir()) == sorted(pc["pdf"] for pc in pieces)
+    audio = sorted(p["path"] for pc in pieces for p in pc["performances"])
+    assert sorted((out / "audio").iterdir()) == audio

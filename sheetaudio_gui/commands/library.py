@@ -414,16 +414,20 @@ def align_command(args: argparse.Namespace) -> int:
 
 
 def write_split_library(corpus: Path, out: Path, split: str) -> list[dict[str, Any]]:
-    """One PDF per piece (page PNGs at 150 dpi) and one FLAC per performance, with the truth."""
+    """One PDF per piece (page PNGs at 150 dpi) and one FLAC per performance, with the truth.
+
+    The pieces are the split's distinct music (`corpus_format.split_pieces`); files that an
+    earlier run left in `out/scores` and `out/audio` and that are not among them are deleted, so
+    the folders hold the split and nothing else."""
     import pymupdf
 
-    from sheetaudio_gui.training.corpus_format import iter_pieces
+    from sheetaudio_gui.training.corpus_format import split_pieces
 
     (out / "scores").mkdir(parents=True, exist_ok=True)
     (out / "audio").mkdir(parents=True, exist_ok=True)
     to_pt = 72.0 / PDF_DPI
-    pieces = []
-    for piece in iter_pieces(corpus, None if split == "all" else split):
+    pieces: list[dict[str, Any]] = []
+    for piece in split_pieces(corpus, None if split == "all" else split):
         pdf_path = out / "scores" / f"{piece.directory.name}.pdf"
         if not pdf_path.exists():
             pdf = pymupdf.open()
@@ -450,6 +454,13 @@ def write_split_library(corpus: Path, out: Path, split: str) -> list[dict[str, A
                 "performances": perfs,
             }
         )
+    written: set[Path] = set()
+    for pc in pieces:
+        written |= {pc["pdf"], *(p["path"] for p in pc["performances"])}
+    for folder in ("scores", "audio"):
+        for stale in sorted(set((out / folder).iterdir()) - written):
+            if stale.is_file():
+                stale.unlink()
     return pieces
 
 
@@ -553,6 +564,9 @@ def eval_library_command(args: argparse.Namespace) -> int:
         report = run_with_progress(
             lambda token: library.add([out / "scores", out / "audio"], token), label="indexing "
         )
+        for document in library.documents():  # e.g. a piece an earlier run wrote, now left out
+            if not document.path.is_file():
+                library.remove(document.path)
         indexed_s = time.perf_counter() - started
         if args.adapt:
             run_with_progress(lambda token: library.adapt(token), label="adapting ")

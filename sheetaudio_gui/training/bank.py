@@ -38,12 +38,12 @@ from sheetaudio_gui.core.snippets import strip_scale, system_strip
 from sheetaudio_gui.training.corpus_format import (
     MANIFEST_FILE,
     CorpusPiece,
-    iter_pieces,
+    split_pieces,
 )
 
 log = logging.getLogger(__name__)
 
-BANK_VERSION = 2
+BANK_VERSION = 3  # 3: a split's pieces hold music of their own (`corpus_format.split_pieces`)
 PAGE_VARIANT_VERSION = 4  # degraded-page banks: 2 = true boxes move with the page geometry,
 # 3 = detection of fanning lines (photos), strips along each system's skew with whitened paper,
 # 4 = dense staves found (core.score, step 3b)
@@ -264,7 +264,7 @@ def build_bank(
     out = bank_dir(corpus_dir, split, variant)
     missed = 0
     system_pages: list[int] = []  # page of every system, for page-level evaluation
-    selected = list(iter_pieces(corpus_dir, split))
+    selected = split_pieces(corpus_dir, split)
     total = len(selected)
     strips: list[npt.NDArray[np.uint8]] = []
     systems: list[tuple[int, int, int]] = []

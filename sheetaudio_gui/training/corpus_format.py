@@ -328,6 +328,42 @@ def iter_pieces(corpus_dir: str | Path, split: str | None = None) -> Iterator[Co
             yield piece
 
 
+SPLITS = ("train", "valid", "test")  # the order in which music is claimed (`split_pieces`)
+
+
+def music_key(piece: CorpusPiece) -> tuple[tuple[int, float, float], ...]:
+    """The piece's music as its notes (pitch, onset, offset at the encoded tempo, to the ms),
+    whatever its engraving and performances: two sources that encode the same music share it."""
+    return tuple(
+        sorted((n.pitch, round(n.onset_s, 3), round(n.offset_s, 3)) for n in piece.score_notes)
+    )
+
+
+def split_pieces(corpus_dir: str | Path, split: str | None) -> list[CorpusPiece]:
+    """The pieces of a split (None: of all) whose music is their own: none of an earlier split
+    (train, then valid, then test) or an earlier piece of the split (folder-name order) has the
+    same notes.
+
+    Splits follow a piece's group (its mass, opus), but a source collection may hold one
+    movement under two groups: the music21 corpus has seven Palestrina movements twice under
+    different mass numbers, which put three test pieces' music in the training split and one
+    test piece's twin in the test split, counting its recordings as another piece's. Every bank
+    and evaluation library takes its pieces from here.
+    """
+    order = {name: k for k, name in enumerate(SPLITS)}
+    pieces = sorted(iter_pieces(corpus_dir), key=lambda p: order.get(p.split, len(SPLITS)))
+    seen: set[tuple[tuple[int, float, float], ...]] = set()
+    out = []
+    for piece in pieces:  # stable sort: folder-name order within a split
+        key = music_key(piece)
+        if key and key in seen:
+            continue
+        seen.add(key)
+        if split is None or piece.split == split:
+            out.append(piece)
+    return out
+
+
 def load_manifest(corpus_dir: str | Path) -> dict[str, Any]:
     path = Path(corpus_dir) / MANIFEST_FILE
     try:
