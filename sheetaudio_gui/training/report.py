@@ -82,13 +82,15 @@ SNIPPET_PAIRS = 2000  # the 2018 protocol's snippet-level test size
 EXCERPT_SNIPPETS = 11  # 10 s of audio: 1 + (200 - 20) / 18 snippet windows
 EXCERPTS_PER_PERFORMANCE = 2
 # Version of the piece-identification procedure: rows of earlier reports are carried only when it
-# matches. 4: as 3, and the best SEARCH_RERANK_DOCUMENTS pieces for an excerpt are re-scored
-# against windows of several lengths (search.rescore_match), as the library re-scores short
-# queries. 3: as 2, an excerpt is also matched against the score's reading windows, and a page
-# against the library's sliding audio passages (config.AUDIO_PASSAGE_*), as in the library.
+# matches. 5: as 4, and a page's path through a recording pays for leaps between systems
+# (search.contiguous_match), as the library re-scores pages. 4: as 3, and the best
+# SEARCH_RERANK_DOCUMENTS pieces for an excerpt are re-scored against windows of several lengths
+# (search.rescore_match), as the library re-scores short queries. 3: as 2, an excerpt is also
+# matched against the score's reading windows, and a page against the library's sliding audio
+# passages (config.AUDIO_PASSAGE_*), as in the library.
 # 2: excerpts cut as the library's audio search cuts them, pages re-scored in reading order.
 # 1: 5-snippet sub-passages voted with the whole excerpt; pages by independent matches.
-PIECE_ID_METHOD = 4
+PIECE_ID_METHOD = 5
 # Robustness row "moved-ends": each end of every audio passage moves by up to this share of its
 # length. A library's reading windows of 8 snippets start every 3 and an excerpt starts anywhere,
 # so the nearest window is off by up to 1.5 of 8 snippets at each end (about 20 %).
