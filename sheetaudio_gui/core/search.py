@@ -659,8 +659,8 @@ def contiguous_match(
     start_a) costs weight x min(|start_b - end_a| / scale_s, cap): a path that leaps through a
     recording, picking each system's best look-alike wherever it lies, pays for every leap
     (repeats and cuts pay at most `cap` once). Returns (mean over rows of similarity less the
-    costs along the best path, the passage chosen for each row; [] without `with_path`, which
-    halves the cost when only the value ranks).
+    costs along the best path, the passage chosen for each row; [] without `with_path`: a
+    quarter faster where only the value ranks).
 
     Dynamic programming over passages sorted by start: a step either leaps (the best path so
     far, at full cost: a prefix maximum as in `ordered_match`) or comes from a passage that
