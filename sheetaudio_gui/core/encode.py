@@ -406,6 +406,14 @@ def indexed_passage_plan(
     return plan or ([(n, np.zeros(1, np.int64))] if n > 0 else [])
 
 
+def passage_spans(starts: npt.NDArray[np.int64], length: int, duration_s: float) -> Floats:
+    """(start_s, end_s) of sliding passages of `length` grid snippets starting at `starts`, the
+    end cut at the recording's end: -> (m, 2) float32, as the library stores them."""
+    begin = starts.astype(np.float64) * SNIPPET_HOP_S
+    end = np.minimum(begin + passage_seconds(length), max(duration_s, 0.0))
+    return np.stack([begin, np.maximum(end, begin)], axis=1).astype(np.float32)
+
+
 def audio_passages(
     model: LoadedModel,
     snippets: Floats,
@@ -434,9 +442,7 @@ def audio_passages(
                 batch = view[idx]
                 lens = torch.full((len(idx),), length, dtype=torch.int64)
                 embeddings.append(model.model.audio_passages(batch, lens).numpy())
-        begin = starts.astype(np.float64) * SNIPPET_HOP_S
-        end = np.minimum(begin + passage_seconds(length), max(duration_s, 0.0))
-        spans.append(np.stack([begin, np.maximum(end, begin)], axis=1).astype(np.float32))
+        spans.append(passage_spans(starts, length, duration_s))
 
     for length, starts in indexed_passage_plan(n, lengths, hops):
         run(length, starts)

@@ -33,6 +33,7 @@ from sheetaudio_gui.config import (
     ADAPT_WINDOWS,
     AUDIO_SNIPPET_FRAMES,
     AUDIO_SNIPPET_HOP_FRAMES,
+    FRAMES_PER_SECOND,
     QUERY_PASSAGE_HOP_SNIPPETS,
     RESCORE_MAX_QUERY_SNIPPETS,
     RESCORE_QUERY_SNIPPETS,
@@ -49,10 +50,9 @@ from sheetaudio_gui.core.centring import (
     shrunk_mean,
 )
 from sheetaudio_gui.core.encode import (
-    SNIPPET_HOP_S,
     indexed_passage_plan,
     length_plans,
-    passage_seconds,
+    passage_spans,
     query_passage_plan,
     reading_window_plan,
 )
@@ -348,20 +348,20 @@ def piece_identification(
     # the library's audio passages: sliding windows of several lengths over every performance
     windows: list[torch.Tensor] = []
     window_piece: list[int] = []
-    window_span: list[tuple[float, float]] = []  # start, end s: as the library's audio spans
+    window_spans: list[npt.NDArray[np.float32]] = []  # start, end s: as the library stores them
     perf_columns = []  # each performance's windows are one contiguous block of columns
     for p, snippets in enumerate(perf_snippets):
         first = len(window_piece)
+        duration_s = float(bt.perfs[p, 1]) / FRAMES_PER_SECOND
         for length, starts in indexed_passage_plan(snippets.shape[0]):  # as the library
             emb = _runs(model, snippets, starts.tolist(), length, row.summary)
             windows.append(emb)
             window_piece += [int(bt.perfs[p, 2])] * len(emb)
-            begin = (starts * SNIPPET_HOP_S).tolist()
-            window_span += [(b, b + passage_seconds(length)) for b in begin]
+            window_spans.append(passage_spans(starts, length, duration_s))
         perf_columns.append(slice(first, len(window_piece)))
     audio = torch.cat(windows)
     wp = np.asarray(window_piece)
-    span_of = np.asarray(window_span, dtype=np.float64).reshape(-1, 2)
+    span_of = np.concatenate(window_spans).astype(np.float64)
     centre = _LibraryCentring.of(sheet, reading, audio, row.centred)
     sheet, reading, audio = centre.sheet(sheet), centre.reading(reading), centre.audio(audio)
     centre.measure_hubs(sheet, audio)
@@ -421,7 +421,9 @@ def piece_identification(
             if len(systems) > 1 and piece_no in rerank:  # else its independent rank is > 50
                 scores = {
                     int(q): max(
-                        contiguous_match(sim[:, perf_columns[p]], span_of[perf_columns[p]])[0]
+                        contiguous_match(
+                            sim[:, perf_columns[p]], span_of[perf_columns[p]], with_path=False
+                        )[0]
                         for p in np.flatnonzero(perf_piece == q)
                     )
                     for q in rerank
