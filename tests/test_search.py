@@ -18,6 +18,7 @@ from sheetaudio_gui.config import (
     QUERY_PASSAGE_HOP_SNIPPETS,
     QUERY_PASSAGE_SNIPPETS,
     RESCORE_MAX_QUERY_SNIPPETS,
+    SNIPPET_PATH_WEIGHT,
 )
 from sheetaudio_gui.core.audio import file_spectrogram
 from sheetaudio_gui.core.centring import centre_of, centred, hub_weight, penalties_of
@@ -46,6 +47,8 @@ from sheetaudio_gui.core.search import (
     rescore_matches,
     search_audio_file,
     search_score,
+    snippet_path_match,
+    with_snippet_path,
 )
 
 SR = 22050
@@ -621,3 +624,48 @@ def test_rescoring_many_scores_at_once_equals_one_at_a_time():
     expected = [rescore_match(query, w, p) for w, p in zip(windows, penalties, strict=True)]
     assert penalised == pytest.approx(expected, abs=1e-6)
     assert penalised[3] == pytest.approx(together[3] - 0.3, abs=1e-6)  # a constant shifts all
+
+
+# --- the path of a short query's snippets along a score's snippets -----------------------------
+
+
+def test_an_excerpt_follows_its_score_at_any_tempo_but_not_backwards_or_by_leaps():
+    """Audio snippets may dwell on a sheet snippet (slow music) or skip one (fast), never go
+    back: the score's own order matches perfectly, the same snippets reversed do not."""
+    sheet = np.random.default_rng(0).standard_normal((8, 32)).astype(np.float32)
+    slow = sheet[[2, 2, 3, 3, 3, 4, 5, 5]]  # every sheet snippet held for 2-3 audio snippets
+    fast = sheet[[0, 2, 4, 6]]  # every other sheet snippet: steps of 2
+    too_fast = sheet[[0, 3, 6]]  # steps of 3: more than SNIPPET_PATH_MAX_STEP
+    assert snippet_path_match(slow, sheet) == pytest.approx(1.0)
+    assert snippet_path_match(fast, sheet) == pytest.approx(1.0)
+    assert snippet_path_match(too_fast, sheet) < 0.9
+    assert snippet_path_match(slow, sheet[::-1]) < 0.9  # the same notes in another order
+    assert snippet_path_match(slow[:0], sheet) == -1.0  # nothing to follow
+    assert snippet_path_match(slow, sheet[:0]) == -1.0
+
+
+def test_snippet_path_match_equals_exhaustive_search_over_paths():
+    import itertools
+
+    rng = np.random.default_rng(3)
+    for _ in range(60):
+        m, n, step = int(rng.integers(1, 5)), int(rng.integers(1, 7)), int(rng.integers(1, 3))
+        audio = rng.standard_normal((m, 5)).astype(np.float32)
+        sheet = rng.standard_normal((n, 5)).astype(np.float32)
+        sims = (audio / np.linalg.norm(audio, axis=1, keepdims=True)) @ (
+            sheet / np.linalg.norm(sheet, axis=1, keepdims=True)
+        ).T
+        best = max(
+            np.mean([sims[j, c] for j, c in enumerate(path)])
+            for path in itertools.product(range(n), repeat=m)
+            if all(0 <= b - a <= step for a, b in itertools.pairwise(path))
+        )
+        assert snippet_path_match(audio, sheet, step) == pytest.approx(best, abs=1e-5)
+
+
+def test_a_rescored_value_joined_with_the_snippet_path_stays_a_cosine():
+    sheet = np.eye(3, dtype=np.float32)
+    weight = SNIPPET_PATH_WEIGHT
+    assert with_snippet_path(0.5, sheet, sheet) == pytest.approx((0.5 + weight) / (1 + weight))
+    assert with_snippet_path(1.0, sheet, sheet) == pytest.approx(1.0)
+    assert with_snippet_path(-1.0, -sheet[:1], sheet[:1]) == pytest.approx(-1.0)

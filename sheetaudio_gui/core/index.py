@@ -1387,8 +1387,15 @@ class Library:
         """
         return self._read(lambda: self._rescore_rows(doc))
 
+    def score_snippet_rows(self, doc: int) -> Floats:
+        """A score's sheet snippets in reading order as float32: (n, 32). Read from the file as
+        `rescore_rows` is (the search follows a query's snippets along a few scores)."""
+        return self._read(lambda: self._document_rows(doc, "score_snippets"))
+
     def _rescore_rows(self, doc: int) -> Floats:
-        name = "score_rescore"
+        return self._document_rows(doc, "score_rescore")
+
+    def _document_rows(self, doc: int, name: str) -> Floats:
         start, count = self._range(doc, name)
         if count == 0:
             return np.zeros((0, MATRICES[name].columns), np.float32)

@@ -14,7 +14,8 @@ A query of several systems (a page) is played in reading order, one system after
 best recordings are re-scored along the best path through their passages whose start times never
 decrease and where each passage begins near where the previous one ended (a leap costs), and that
 path is the first span returned. Likewise an audio query of several passages re-scores the best
-scores along systems in reading order.
+scores along systems in reading order; a short one (up to ~36 s) against windows of several
+lengths, plus the best path of its 1 s audio snippets along the score's sheet snippets.
 Every similarity is centred (`core.centring`): each modality's passages are compared after
 subtracting the library's mean passage of that modality (queries: of their own modality), which
 removes the offset that every score (every recording) shares.
@@ -46,6 +47,8 @@ from sheetaudio_gui.config import (
     SEARCH_RERANK_DOCUMENTS,
     SEARCH_SIMILARITY_FLOATS,
     SEARCH_SPANS_PER_HIT,
+    SNIPPET_PATH_MAX_STEP,
+    SNIPPET_PATH_WEIGHT,
     SPAN_MERGE_GAP_S,
 )
 from sheetaudio_gui.core.align import match_x_range
@@ -284,7 +287,8 @@ def rank_scores(
     read on across system ends, where an excerpt that straddles two systems finds itself); a
     window counts for the system that holds its centre. The best SEARCH_RERANK_DOCUMENTS by these
     independent matches are then re-scored: a short query whose audio `snippets` are given
-    (up to RESCORE_MAX_QUERY_SNIPPETS) against windows of several lengths (`rescore_match`);
+    (up to RESCORE_MAX_QUERY_SNIPPETS) against windows of several lengths (`rescore_match`) plus
+    its snippets' path along the score's snippets (`with_snippet_path`);
     several query passages (an excerpt longer than that) along systems and windows in reading
     order (`ordered_match`).
     """
@@ -317,8 +321,12 @@ def rank_scores(
             sims_of[doc_id] = _document_sims(rows, doc_id, queries)
             scores[k] = ordered_match(*sims_of[doc_id])[0]
     windows_of: dict[int, Windows] = {}
-    if rescore:
+    if rescore and snippets is not None:
         scores, windows_of = _rescored(library, rows, query_runs, doc_ids, paths, scores)
+        for k, doc_id in enumerate(doc_ids):
+            if doc_id in windows_of:  # else removed since the first stage
+                sheet = library.score_snippet_rows(doc_id)
+                scores[k] = with_snippet_path(scores[k], snippets, sheet)
     ranking = sorted(zip(scores, doc_ids, strict=True), key=lambda item: -item[0])  # stable
     hits = []
     for score, doc_id in ranking[:top_k]:  # regions only for what is returned
@@ -386,6 +394,44 @@ def _rescored(
     ]
     kept = {d: w for d, w in zip(doc_ids, windows, strict=True) if w is not None}
     return rescored, kept
+
+
+def snippet_path_match(
+    audio: Floats, sheet: Floats, max_step: int = SNIPPET_PATH_MAX_STEP
+) -> float:
+    """How well an audio excerpt's snippets (time order) follow a score's sheet snippets
+    (reading order): the best mean cosine over paths that give each audio snippet a sheet
+    snippet 0 to `max_step` after the previous one's, starting anywhere in the score.
+
+    Several audio snippets may share a sheet snippet (a bar of slow music lasts seconds), and no
+    step goes back, so look-alike snippets scattered over a score cannot line up the way the
+    played passage does. Exact dynamic programme, O(len(audio) x len(sheet) x max_step);
+    -1 when either side is empty.
+    """
+    if len(audio) == 0 or len(sheet) == 0:
+        return -1.0
+    sims = _unit_rows(audio) @ _unit_rows(sheet).T  # (audio, sheet)
+    best = sims[0].copy()  # best path value ending at each sheet snippet
+    for row in sims[1:]:
+        reach = best.copy()  # stay on the same sheet snippet
+        for step in range(1, max_step + 1):
+            np.maximum(reach[step:], best[:-step], out=reach[step:])
+        best = row + reach
+    return float(best.max() / len(sims))
+
+
+def with_snippet_path(value: float, audio: Floats, sheet: Floats) -> float:
+    """A short query's re-scored `value` for a score joined with its snippets' path along the
+    score's (`snippet_path_match`): their mean weighted 1 : SNIPPET_PATH_WEIGHT, so a score stays
+    a cosine in [-1, 1] that compares across queries."""
+    path = snippet_path_match(audio, sheet)
+    return (value + SNIPPET_PATH_WEIGHT * path) / (1.0 + SNIPPET_PATH_WEIGHT)
+
+
+def _unit_rows(x: Floats) -> Floats:
+    x = np.asarray(x, dtype=np.float32)
+    unit: Floats = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return unit
 
 
 def _rescore_penalties(rows: ScoreRows, doc_id: int, windows: Floats) -> Floats:

@@ -59,7 +59,7 @@ from sheetaudio_gui.core.encode import (
 from sheetaudio_gui.core.errors import SheetAudioError
 from sheetaudio_gui.core.jobs import Job, Progress
 from sheetaudio_gui.core.models import PassageModel
-from sheetaudio_gui.core.search import contiguous_match, rescore_match
+from sheetaudio_gui.core.search import contiguous_match, rescore_match, with_snippet_path
 from sheetaudio_gui.training import augment, chroma
 from sheetaudio_gui.training.bank import PAGE_VARIANT_VERSION, Variant, ensure_bank, manifest_hash
 from sheetaudio_gui.training.batches import (
@@ -82,7 +82,9 @@ SNIPPET_PAIRS = 2000  # the 2018 protocol's snippet-level test size
 EXCERPT_SNIPPETS = 11  # 10 s of audio: 1 + (200 - 20) / 18 snippet windows
 EXCERPTS_PER_PERFORMANCE = 2
 # Version of the piece-identification procedure: rows of earlier reports are carried only when it
-# matches. 5: as 4, and a page's path through a recording pays for leaps between systems
+# matches. 6: as 5, and an excerpt's re-scored value adds its snippets' path along the piece's
+# sheet snippets (search.snippet_path_match), as the library re-scores short queries. 5: as 4,
+# and a page's path through a recording pays for leaps between systems
 # (search.contiguous_match), as the library re-scores pages. 4: as 3, and the best
 # SEARCH_RERANK_DOCUMENTS pieces for an excerpt are re-scored against windows of several lengths
 # (search.rescore_match), as the library re-scores short queries. 3: as 2, an excerpt is also
@@ -90,7 +92,7 @@ EXCERPTS_PER_PERFORMANCE = 2
 # passages (config.AUDIO_PASSAGE_*), as in the library.
 # 2: excerpts cut as the library's audio search cuts them, pages re-scored in reading order.
 # 1: 5-snippet sub-passages voted with the whole excerpt; pages by independent matches.
-PIECE_ID_METHOD = 5
+PIECE_ID_METHOD = 6
 # Robustness row "moved-ends": each end of every audio passage moves by up to this share of its
 # length. A library's reading windows of 8 snippets start every 3 and an excerpt starts anywhere,
 # so the nearest window is off by up to 1.5 of 8 snippets at each end (about 20 %).
@@ -372,7 +374,12 @@ def piece_identification(
     audio_penalty = centre.penalty(audio, "sheet")
     # audio -> piece: each query passage of the excerpt adds its best similarity per piece, over
     # the piece's systems and reading windows; the best pieces are re-scored as the library
-    # re-scores a short query (windows of several lengths: search.rescore_match)
+    # re-scores a short query (windows of several lengths: search.rescore_match, joined with
+    # the path of its snippets along the piece's: search.with_snippet_path)
+    piece_snippets = {
+        int(q): torch.cat([per_system[g] for g in np.flatnonzero(system_piece == q)]).numpy()
+        for q in pieces
+    }
     rescore_windows = {
         int(q): centre.rescore(
             _passages_of_lengths(
@@ -405,7 +412,15 @@ def piece_identification(
                     model, excerpt, RESCORE_QUERY_SNIPPETS, query_hops, "audio", row.summary
                 )
                 runs = [centre.audio(torch.from_numpy(r)).numpy() for r in runs]
-                scores = {int(q): rescore_match(runs, *rescore_windows[int(q)]) for q in rerank}
+                excerpt_rows = excerpt.numpy()
+                scores = {
+                    int(q): with_snippet_path(
+                        rescore_match(runs, *rescore_windows[int(q)]),
+                        excerpt_rows,
+                        piece_snippets[int(q)],
+                    )
+                    for q in rerank
+                }
             audio_ranks.append(_rank_of(scores, truth))
     # page -> piece: each system of the page takes its best sliding audio passage per piece
     # (the library's rank_recordings: independent matches, then the best re-scored along
