@@ -48,7 +48,8 @@ from sheetaudio_gui.core.search import (
     search_audio_file,
     search_score,
     snippet_path_match,
-    with_snippet_path,
+    snippet_path_matches,
+    with_snippet_paths,
 )
 
 SR = 22050
@@ -663,9 +664,22 @@ def test_snippet_path_match_equals_exhaustive_search_over_paths():
         assert snippet_path_match(audio, sheet, step) == pytest.approx(best, abs=1e-5)
 
 
+def test_snippet_paths_of_many_scores_at_once_equal_one_at_a_time():
+    """Side by side, no path runs from one score into the next."""
+    rng = np.random.default_rng(5)
+    audio = rng.standard_normal((6, 32)).astype(np.float32)
+    sheets = [rng.standard_normal((n, 32)).astype(np.float32) for n in (7, 1, 0, 2, 12)]
+    sheets.append(audio[:3].copy())  # holds the first half of the excerpt ...
+    sheets.append(audio[3:].copy())  # ... and its neighbour the second: neither gets 1.0
+    together = snippet_path_matches(audio, sheets)
+    assert together == pytest.approx([snippet_path_match(audio, s) for s in sheets], abs=1e-6)
+    assert together[2] == -1.0 and max(together) < 0.9
+    assert snippet_path_matches(audio[:0], sheets) == [-1.0] * len(sheets)
+
+
 def test_a_rescored_value_joined_with_the_snippet_path_stays_a_cosine():
     sheet = np.eye(3, dtype=np.float32)
     weight = SNIPPET_PATH_WEIGHT
-    assert with_snippet_path(0.5, sheet, sheet) == pytest.approx((0.5 + weight) / (1 + weight))
-    assert with_snippet_path(1.0, sheet, sheet) == pytest.approx(1.0)
-    assert with_snippet_path(-1.0, -sheet[:1], sheet[:1]) == pytest.approx(-1.0)
+    joined = with_snippet_paths([0.5, 1.0], sheet, [sheet, sheet])
+    assert joined == pytest.approx([(0.5 + weight) / (1 + weight), 1.0])
+    assert with_snippet_paths([-1.0], -sheet[:1], [sheet[:1]]) == pytest.approx([-1.0])

@@ -288,7 +288,7 @@ def rank_scores(
     window counts for the system that holds its centre. The best SEARCH_RERANK_DOCUMENTS by these
     independent matches are then re-scored: a short query whose audio `snippets` are given
     (up to RESCORE_MAX_QUERY_SNIPPETS) against windows of several lengths (`rescore_match`) plus
-    its snippets' path along the score's snippets (`with_snippet_path`);
+    its snippets' path along the score's snippets (`with_snippet_paths`);
     several query passages (an excerpt longer than that) along systems and windows in reading
     order (`ordered_match`).
     """
@@ -323,10 +323,11 @@ def rank_scores(
     windows_of: dict[int, Windows] = {}
     if rescore and snippets is not None:
         scores, windows_of = _rescored(library, rows, query_runs, doc_ids, paths, scores)
-        for k, doc_id in enumerate(doc_ids):
-            if doc_id in windows_of:  # else removed since the first stage
-                sheet = library.score_snippet_rows(doc_id)
-                scores[k] = with_snippet_path(scores[k], snippets, sheet)
+        kept = [k for k, d in enumerate(doc_ids) if d in windows_of]  # else removed meanwhile
+        sheets = [library.score_snippet_rows(doc_ids[k]) for k in kept]
+        joined = with_snippet_paths([scores[k] for k in kept], snippets, sheets)
+        for k, value in zip(kept, joined, strict=True):
+            scores[k] = value
     ranking = sorted(zip(scores, doc_ids, strict=True), key=lambda item: -item[0])  # stable
     hits = []
     for score, doc_id in ranking[:top_k]:  # regions only for what is returned
@@ -408,24 +409,45 @@ def snippet_path_match(
     played passage does. Exact dynamic programme, O(len(audio) x len(sheet) x max_step);
     -1 when either side is empty.
     """
-    if len(audio) == 0 or len(sheet) == 0:
-        return -1.0
-    sims = _unit_rows(audio) @ _unit_rows(sheet).T  # (audio, sheet)
-    best = sims[0].copy()  # best path value ending at each sheet snippet
+    return snippet_path_matches(audio, [sheet], max_step)[0]
+
+
+def snippet_path_matches(
+    audio: Floats, sheets: Sequence[Floats], max_step: int = SNIPPET_PATH_MAX_STEP
+) -> list[float]:
+    """`snippet_path_match` for several scores at once: their snippets side by side with
+    `max_step` impassable columns between neighbours, so one dynamic programme over all of them
+    (fifty small ones cost more in numpy calls than in arithmetic)."""
+    out = [-1.0] * len(sheets)
+    have = [k for k, sheet in enumerate(sheets) if len(sheet)]
+    if len(audio) == 0 or not have:
+        return out
+    sizes = np.array([len(sheets[k]) for k in have], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes + max_step)[:-1]])  # each score's first column
+    columns = np.concatenate([s + np.arange(n) for s, n in zip(starts, sizes, strict=True)])
+    sims = np.full((len(audio), int(starts[-1] + sizes[-1])), -np.inf, np.float32)
+    sims[:, columns] = _unit_rows(audio) @ _unit_rows(np.concatenate([sheets[k] for k in have])).T
+    best = sims[0].copy()  # best path value ending at each column
     for row in sims[1:]:
         reach = best.copy()  # stay on the same sheet snippet
         for step in range(1, max_step + 1):
             np.maximum(reach[step:], best[:-step], out=reach[step:])
         best = row + reach
-    return float(best.max() / len(sims))
+    values = np.maximum.reduceat(best, starts) / len(audio)  # a score's gap columns are -inf
+    for k, value in zip(have, values, strict=True):
+        out[k] = float(value)
+    return out
 
 
-def with_snippet_path(value: float, audio: Floats, sheet: Floats) -> float:
-    """A short query's re-scored `value` for a score joined with its snippets' path along the
-    score's (`snippet_path_match`): their mean weighted 1 : SNIPPET_PATH_WEIGHT, so a score stays
-    a cosine in [-1, 1] that compares across queries."""
-    path = snippet_path_match(audio, sheet)
-    return (value + SNIPPET_PATH_WEIGHT * path) / (1.0 + SNIPPET_PATH_WEIGHT)
+def with_snippet_paths(
+    values: Sequence[float], audio: Floats, sheets: Sequence[Floats]
+) -> list[float]:
+    """A short query's re-scored `values` for scores joined with its snippets' paths along the
+    scores' (`snippet_path_matches`): each mean weighted 1 : SNIPPET_PATH_WEIGHT, so a score
+    stays a cosine in [-1, 1] that compares across queries."""
+    paths = snippet_path_matches(audio, sheets)
+    w = SNIPPET_PATH_WEIGHT
+    return [(v + w * path) / (1.0 + w) for v, path in zip(values, paths, strict=True)]
 
 
 def _unit_rows(x: Floats) -> Floats:

@@ -59,7 +59,7 @@ from sheetaudio_gui.core.encode import (
 from sheetaudio_gui.core.errors import SheetAudioError
 from sheetaudio_gui.core.jobs import Job, Progress
 from sheetaudio_gui.core.models import PassageModel
-from sheetaudio_gui.core.search import contiguous_match, rescore_match, with_snippet_path
+from sheetaudio_gui.core.search import contiguous_match, rescore_match, with_snippet_paths
 from sheetaudio_gui.training import augment, chroma
 from sheetaudio_gui.training.bank import PAGE_VARIANT_VERSION, Variant, ensure_bank, manifest_hash
 from sheetaudio_gui.training.batches import (
@@ -375,7 +375,7 @@ def piece_identification(
     # audio -> piece: each query passage of the excerpt adds its best similarity per piece, over
     # the piece's systems and reading windows; the best pieces are re-scored as the library
     # re-scores a short query (windows of several lengths: search.rescore_match, joined with
-    # the path of its snippets along the piece's: search.with_snippet_path)
+    # the path of its snippets along the piece's: search.with_snippet_paths)
     piece_snippets = {
         int(q): torch.cat([per_system[g] for g in np.flatnonzero(system_piece == q)]).numpy()
         for q in pieces
@@ -412,15 +412,10 @@ def piece_identification(
                     model, excerpt, RESCORE_QUERY_SNIPPETS, query_hops, "audio", row.summary
                 )
                 runs = [centre.audio(torch.from_numpy(r)).numpy() for r in runs]
-                excerpt_rows = excerpt.numpy()
-                scores = {
-                    int(q): with_snippet_path(
-                        rescore_match(runs, *rescore_windows[int(q)]),
-                        excerpt_rows,
-                        piece_snippets[int(q)],
-                    )
-                    for q in rerank
-                }
+                values = [rescore_match(runs, *rescore_windows[int(q)]) for q in rerank]
+                sheets = [piece_snippets[int(q)] for q in rerank]
+                joined = with_snippet_paths(values, excerpt.numpy(), sheets)
+                scores = {int(q): v for q, v in zip(rerank, joined, strict=True)}
             audio_ranks.append(_rank_of(scores, truth))
     # page -> piece: each system of the page takes its best sliding audio passage per piece
     # (the library's rank_recordings: independent matches, then the best re-scored along
