@@ -51,7 +51,7 @@ from sheetaudio_gui.config import (
     SNIPPET_PATH_WEIGHT,
     SPAN_MERGE_GAP_S,
 )
-from sheetaudio_gui.core.align import match_x_range
+from sheetaudio_gui.core.align import cosine_similarity, match_x_range
 from sheetaudio_gui.core.centring import Centre, centred, penalties_of
 from sheetaudio_gui.core.encode import (
     AudioEncoding,
@@ -426,7 +426,7 @@ def snippet_path_matches(
     starts = np.concatenate([[0], np.cumsum(sizes + max_step)[:-1]])  # each score's first column
     columns = np.concatenate([s + np.arange(n) for s, n in zip(starts, sizes, strict=True)])
     sims = np.full((len(audio), int(starts[-1] + sizes[-1])), -np.inf, np.float32)
-    sims[:, columns] = _unit_rows(audio) @ _unit_rows(np.concatenate([sheets[k] for k in have])).T
+    sims[:, columns] = cosine_similarity(audio, np.concatenate([sheets[k] for k in have]))
     best = sims[0].copy()  # best path value ending at each column
     for row in sims[1:]:
         reach = best.copy()  # stay on the same sheet snippet
@@ -448,12 +448,6 @@ def with_snippet_paths(
     paths = snippet_path_matches(audio, sheets)
     w = SNIPPET_PATH_WEIGHT
     return [(v + w * path) / (1.0 + w) for v, path in zip(values, paths, strict=True)]
-
-
-def _unit_rows(x: Floats) -> Floats:
-    x = np.asarray(x, dtype=np.float32)
-    unit: Floats = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    return unit
 
 
 def _rescore_penalties(rows: ScoreRows, doc_id: int, windows: Floats) -> Floats:

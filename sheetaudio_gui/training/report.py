@@ -377,14 +377,14 @@ def piece_identification(
     # re-scores a short query (windows of several lengths: search.rescore_match, joined with
     # the path of its snippets along the piece's: search.with_snippet_paths)
     piece_snippets = {
-        int(q): torch.cat([per_system[g] for g in np.flatnonzero(system_piece == q)]).numpy()
+        int(q): torch.cat([per_system[g] for g in np.flatnonzero(system_piece == q)])
         for q in pieces
     }
     rescore_windows = {
         int(q): centre.rescore(
             _passages_of_lengths(
                 model,
-                torch.cat([per_system[g] for g in np.flatnonzero(system_piece == q)]),
+                piece_snippets[int(q)],
                 RESCORE_WINDOW_SNIPPETS,
                 RESCORE_WINDOW_HOPS,
                 "sheet",
@@ -413,7 +413,7 @@ def piece_identification(
                 )
                 runs = [centre.audio(torch.from_numpy(r)).numpy() for r in runs]
                 values = [rescore_match(runs, *rescore_windows[int(q)]) for q in rerank]
-                sheets = [piece_snippets[int(q)] for q in rerank]
+                sheets = [piece_snippets[int(q)].numpy() for q in rerank]
                 joined = with_snippet_paths(values, excerpt.numpy(), sheets)
                 scores = {int(q): v for q, v in zip(rerank, joined, strict=True)}
             audio_ranks.append(_rank_of(scores, truth))
