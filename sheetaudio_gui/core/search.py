@@ -618,23 +618,24 @@ def rank_recordings(library: Library, queries: Floats, top_k: int = 10) -> list[
     if ranked is None:
         return []
     ids, order, doc_scores, paths = ranked
-    scored = []  # (score, document id, sims, spans)
+    scored = []  # (score, document id, sims, spans, steps)
     for d in order:
         doc_id = int(ids[d])
         start, count = rows.ranges[doc_id]
-        mine = np.arange(start, start + count, dtype=np.int64)
         sims = _rows_similarity(rows.passages, start, count, queries, rows.centre)  # (k, rows)
-        spans = np.asarray(rows.spans[mine], dtype=np.float64)
+        spans = np.asarray(rows.spans[start : start + count], dtype=np.float64)
         score = float(doc_scores[d])
+        steps = None
         if ordered:
-            score = contiguous_match(sims, spans, with_path=False)[0]
-        scored.append((score, doc_id, sims, spans))
+            steps = _steps(spans, PATH_GAP_WEIGHT, PATH_GAP_SCALE_S, PATH_GAP_CAP)
+            score = _contiguous_match(sims, steps, with_path=False)[0]
+        scored.append((score, doc_id, sims, spans, steps))
     scored.sort(key=lambda item: -item[0])  # stable: ties keep the independent order
     hits = []
-    for score, doc_id, sims, spans in scored[:top_k]:  # spans only for what is returned
+    for score, doc_id, sims, spans, steps in scored[:top_k]:  # spans only for what is returned
         found = _spans(sims, spans)
-        if ordered:
-            path = contiguous_match(sims, spans)[1]
+        if steps is not None:
+            path = _contiguous_match(sims, steps, with_path=True)[1]
             first = TimeSpan(float(spans[path, 0].min()), float(spans[path, 1].max()), score)
             others = [s for s in found if s.end_s <= first.start_s or s.start_s >= first.end_s]
             found = [first, *others][:SEARCH_SPANS_PER_HIT]
@@ -676,13 +677,25 @@ def ordered_match(sims: Floats, positions: npt.NDArray[np.float64]) -> tuple[flo
 
 @dataclass(frozen=True)
 class _Steps:
-    """How the passages of one recording may follow one another (`contiguous_match`)."""
+    """How the passages of one recording may follow one another (`contiguous_match`).
+
+    A step a -> b (start_a <= start_b) costs c x |start_b - end_a| (c = weight / scale_s) up to
+    the leap's cost. Predecessors that end before b starts pay c x (start_b - end_a): the best of
+    them is a prefix maximum of (total + c x end) over passages sorted by end, less c x start_b
+    (one that ends more than a leap's reach earlier scores below the leap, so need not be
+    excluded). Only predecessors still sounding at b's start, ending within the reach after it,
+    need a table: ~half the passages within reach, so the table is half as wide.
+    """
 
     order: npt.NDArray[np.int64]  # passages sorted by start
     last_tie: npt.NDArray[np.int64]  # (m,) in that order: a may precede b iff a <= last_tie[b]
-    near: npt.NDArray[np.int64]  # (m, w) the passages ending within reach of b's start
-    cost: Floats  # (m, w) their step costs; inf where one may not precede b
-    leap: float  # the cost of any other step
+    by_end: npt.NDArray[np.int64]  # (m,) start-order indices sorted by end
+    end_term: Floats  # (m,) c x end, in end order
+    ended: npt.NDArray[np.int64]  # (m,) passages (in end order) ending at or before b's start
+    start_term: Floats  # (m,) c x start_b
+    near: npt.NDArray[np.int64]  # (m, w) passages sounding at b's start, ending within reach
+    cost: Floats  # (m, w) their step costs; inf where they may not precede b
+    leap: float  # the cost of any longer step
 
 
 def _steps(spans: npt.NDArray[np.float64], weight: float, scale_s: float, cap: float) -> _Steps:
@@ -690,19 +703,29 @@ def _steps(spans: npt.NDArray[np.float64], weight: float, scale_s: float, cap: f
     start = np.asarray(spans[order, 0], dtype=np.float64)
     end = np.asarray(spans[order, 1], dtype=np.float64)
     m = len(order)
+    per_s = weight / scale_s
     last_tie = np.searchsorted(start, start, side="right") - 1
-    reach = cap * scale_s
     by_end = np.argsort(end, kind="stable")
-    lo = np.searchsorted(end[by_end], start - reach, side="left")
-    hi = np.searchsorted(end[by_end], start + reach, side="right")
+    end_sorted = end[by_end]
+    ended = np.searchsorted(end_sorted, start, side="right")
+    lo = ended  # the rest end after b's start, and matter only within the reach
+    hi = np.searchsorted(end_sorted, start + cap * scale_s, side="right")
     width = max(int((hi - lo).max()), 1)
     slot = lo[:, None] + np.arange(width)[None, :]
     near = by_end[np.minimum(slot, m - 1)]
-    cost = (weight * np.minimum(np.abs(start[:, None] - end[near]) / scale_s, cap)).astype(
-        np.float32
-    )
+    cost = (per_s * (end[near] - start[:, None])).astype(np.float32)
     cost[(slot >= hi[:, None]) | (start[near] > start[:, None])] = np.inf
-    return _Steps(order, last_tie, near, cost, weight * cap)
+    return _Steps(
+        order,
+        last_tie,
+        by_end,
+        (per_s * end_sorted).astype(np.float32),
+        ended,
+        (per_s * start).astype(np.float32),
+        near,
+        cost,
+        weight * cap,
+    )
 
 
 def contiguous_match(
@@ -721,36 +744,48 @@ def contiguous_match(
     start_a) costs weight x min(|start_b - end_a| / scale_s, cap): a path that leaps through a
     recording, picking each system's best look-alike wherever it lies, pays for every leap
     (repeats and cuts pay at most `cap` once). Returns (mean over rows of similarity less the
-    costs along the best path, the passage chosen for each row; [] without `with_path`: a
-    quarter faster where only the value ranks).
+    costs along the best path, the passage chosen for each row; [] without `with_path`).
 
-    Dynamic programming over passages sorted by start: a step either leaps (the best path so
-    far, at full cost: a prefix maximum as in `ordered_match`) or comes from a passage that
-    ends within cap x scale_s of b's start, a window of ~20 passages: O(k m w), not O(k m^2),
-    so an hour-long recording costs no more per passage than a short one.
+    Dynamic programming over passages sorted by start: a step into b comes from the best path
+    so far at the leap's full cost (a prefix maximum, as in `ordered_match`), from a passage
+    that ended before b began (a prefix maximum over passages sorted by end, `_Steps`), or from
+    one still sounding when b begins (a window of ~10 passages): O(k m w), not O(k m^2), so an
+    hour-long recording costs no more per passage than a short one.
     """
-    k, m = sims.shape
-    if k == 0 or m == 0:
+    if sims.shape[0] == 0 or sims.shape[1] == 0:
         raise ValueError("contiguous_match needs at least one query row and one candidate")
-    steps = _steps(spans, weight, scale_s, cap)
+    return _contiguous_match(sims, _steps(spans, weight, scale_s, cap), with_path)
+
+
+def _contiguous_match(sims: Floats, steps: _Steps, with_path: bool) -> tuple[float, list[int]]:
+    """`contiguous_match` with its recording's steps made once (a page's best recordings are
+    matched twice: for their value, then the few returned for their path)."""
+    k, m = sims.shape
     s = np.asarray(sims, dtype=np.float32)[:, steps.order]
     rows = np.arange(m)
     back = np.zeros((k, m), np.int64) if with_path else None
     total = s[0].copy()
+    ended_best = np.full(m + 1, -np.inf, np.float32)  # [0]: no passage has ended yet
     for i in range(1, k):
         prefix = np.maximum.accumulate(total)  # best path ending at or before each passage
         leap = prefix[steps.last_tie] - steps.leap
+        by_end = total[steps.by_end] + steps.end_term
+        np.maximum.accumulate(by_end, out=ended_best[1:])
+        before = ended_best[steps.ended] - steps.start_term
         local = total[steps.near]
         local -= steps.cost
         if back is None:
-            total = s[i] + np.maximum(local.max(axis=1), leap)
+            total = s[i] + np.maximum(np.maximum(local.max(axis=1), before), leap)
             continue
-        prefix_arg = np.maximum.accumulate(np.where(total >= prefix, rows, 0))
         local_arg = np.argmax(local, axis=1)
         step = local[rows, local_arg]
-        stepped = step >= leap
-        back[i] = np.where(stepped, steps.near[rows, local_arg], prefix_arg[steps.last_tie])
-        total = s[i] + np.where(stepped, step, leap)
+        prefix_arg = np.maximum.accumulate(np.where(total >= prefix, rows, 0))
+        before_arg = np.maximum.accumulate(np.where(by_end >= ended_best[1:], rows, 0))
+        came = np.where(step >= leap, steps.near[rows, local_arg], prefix_arg[steps.last_tie])
+        best = np.maximum(step, leap)
+        ended_before = before > best
+        back[i] = np.where(ended_before, steps.by_end[before_arg[steps.ended - 1]], came)
+        total = s[i] + np.where(ended_before, before, best)
     score = float(total.max() / k)
     if back is None:
         return score, []
@@ -776,28 +811,29 @@ def _spans(sims: Floats, spans: npt.NDArray[np.float64]) -> list[TimeSpan]:
     candidates = sorted(
         {int(r) for r in best_rows.ravel()}, key=lambda r: (spans[r, 0], spans[r, 1])
     )
-    overall_best = np.argmax(sims, axis=1)
-    clusters: list[list[int]] = []
+    position = {r: c for c, r in enumerate(candidates)}
+    best_at = [position[r] for r in np.argmax(sims, axis=1).tolist()]  # each row's very best
+    bounds: list[list[float]] = spans[candidates].tolist()
+    # 15 candidates at most: plain Python on their similarities beats numpy's cost per call
+    columns: list[list[float]] = sims[:, candidates].T.tolist()  # per candidate: (k,)
+    clusters: list[list[int]] = []  # positions in `candidates`
     end = -np.inf
-    for r in candidates:
-        if clusters and spans[r, 0] <= end + SPAN_MERGE_GAP_S:
-            clusters[-1].append(r)
-            end = max(end, spans[r, 1])
+    for c, (first, last) in enumerate(bounds):
+        if clusters and first <= end + SPAN_MERGE_GAP_S:
+            clusters[-1].append(c)
+            end = max(end, last)
         else:
-            clusters.append([r])
-            end = spans[r, 1]
+            clusters.append([c])
+            end = last
     out = []
     for members in clusters:
-        idx = np.array(members)
-        inside = sims[:, idx]  # (k, members)
-        best_member = idx[np.argmax(inside, axis=1)]
-        score = float(inside.max(axis=1).sum() / k)
-        lands_here = np.isin(overall_best, idx)  # query rows whose best passage is in here
-        if lands_here.any():
-            used = np.unique(best_member[lands_here])
-        else:
-            used = idx[[int(np.argmax(inside.max(axis=0)))]]
-        start, stop = float(spans[used, 0].min()), float(spans[used, 1].max())
+        best_of_row = [max(members, key=lambda c: columns[c][i]) for i in range(k)]
+        score = sum(columns[best_of_row[i]][i] for i in range(k)) / k
+        here = set(members)  # the rows whose very best passage is in here say where it is
+        used = {best_of_row[i] for i in range(k) if best_at[i] in here}
+        if not used:
+            used = {max(members, key=lambda c: max(columns[c]))}
+        start, stop = min(bounds[c][0] for c in used), max(bounds[c][1] for c in used)
         out.append(TimeSpan(start, stop, score))
     out.sort(key=lambda s: -s.score)
     return out[:SEARCH_SPANS_PER_HIT]
