@@ -5,7 +5,8 @@
 Audio: a synthetic piano-like melody (random decaying harmonic notes, 22.05 kHz FLAC) of
 `--minutes`, indexed through `Library.add` (decode + spectrogram in the helper thread, CNN and
 GRU passages in the caller); then each stage alone. Scores: a PDF made of the corpus's page
-PNGs (150 dpi), indexed the same way; then render + detect, windows, CNN alone. Without `--model`
+PNGs (150 dpi), indexed the same way (the helper renders and detects page k + 1 while the caller
+embeds page k); then render + detect, windows, CNN alone. Without `--model`
 a randomly initialised model is used (speed does not depend on the weights).
 """
 

@@ -196,6 +196,46 @@ def test_cancel_stops_between_documents_and_keeps_what_was_committed(tmp_path, m
         assert len(report.added) == 2 and len(report.skipped) == 1
 
 
+def test_a_score_is_embedded_page_by_page_as_it_is_decoded_with_the_same_result(
+    tmp_path, model, engraved_pdf
+):
+    """The helper renders and detects page k + 1 while page k is embedded; progress names each
+    page; what is stored equals embedding all the score's systems at once."""
+    from sheetaudio_gui.core.encode import cut_systems, embed_cuts
+    from sheetaudio_gui.core.score import detect_systems, open_score
+
+    with Library(tmp_path / "lib", model) as lib:
+        messages = [p.message for p in lib.add([engraved_pdf])]
+        stored = lib.systems(engraved_pdf)
+    pages = [m for m in messages if m.startswith(f"{engraved_pdf.name}: page")]
+    assert pages and pages[-1] == f"{engraved_pdf.name}: page 2 of 2"
+    with open_score(engraved_pdf) as doc:
+        cuts = [
+            cut
+            for k in range(doc.page_count)
+            for cut in cut_systems(doc.page(k), detect_systems(doc.page(k).image))
+        ]
+    fresh = embed_cuts(model, cuts)
+    assert [(s.page, s.index) for s in stored] == [(s.page, s.index) for s in fresh]
+    assert np.allclose(
+        np.stack([s.passage for s in stored]), np.stack([s.passage for s in fresh]), atol=1e-2
+    )
+
+
+def test_cancel_in_the_middle_of_a_score_leaves_it_pending_and_resumable(
+    tmp_path, model, engraved_pdf
+):
+    token = CancelToken()
+    with Library(tmp_path / "lib", model) as lib:
+        with pytest.raises(Cancelled):
+            for progress in lib.add([engraved_pdf], token):
+                if ": page " in progress.message:  # page 1 (or both, if decoded by then)
+                    token.cancel()
+        assert [d.state for d in lib.documents()] == ["pending"]
+        assert lib.check() == []
+        assert run_to_end(lib.add([engraved_pdf])).added == [engraved_pdf]
+
+
 def test_two_threads_with_their_own_library_objects_index_at_once(tmp_path, model, recordings):
     errors: list[BaseException] = []
 

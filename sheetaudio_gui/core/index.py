@@ -45,7 +45,9 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import sqlite3
+import threading
 import time
 import warnings
 import zipfile
@@ -106,7 +108,7 @@ from sheetaudio_gui.core.encode import (
     reading_windows,
     rescore_windows,
 )
-from sheetaudio_gui.core.errors import FileProblem, IndexCorrupt, SheetAudioError
+from sheetaudio_gui.core.errors import Cancelled, FileProblem, IndexCorrupt, SheetAudioError
 from sheetaudio_gui.core.jobs import CancelToken, Job, Progress
 from sheetaudio_gui.core.models import LoadedModel, load_model, save_model
 from sheetaudio_gui.core.score import SCORE_SUFFIXES, Box
@@ -1000,34 +1002,84 @@ class Library:
         yield Progress(done, total, f"{len(todo)} file(s) to index")
         model = self.model
         with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="decode") as pool:
-            # decode (render + detect, or spectrogram) the next file while this one is embedded
-            futures = [pool.submit(_prepare, path, kind) for path, kind, _ in todo[:1]]
-            for i, (path, kind, stat) in enumerate(todo):
-                if cancel is not None and cancel.cancelled:
-                    for f in futures:
-                        f.cancel()
+            # the helper decodes (render + detect, or spectrogram) while the caller embeds:
+            # this file's pages as they come, then the next file while this one is finished
+            def decode(k: int) -> tuple[_Decoding, concurrent.futures.Future[None]]:
+                decoding = _Decoding(todo[k][0], todo[k][1])
+                return decoding, pool.submit(_prepare, decoding)
+
+            busy = [decode(0)] if todo else []  # this file's decoding and the next one's
+            try:
+                for i, (path, _, stat) in enumerate(todo):
+                    if cancel is not None:
+                        cancel.raise_if_cancelled()
+                    if i + 1 < len(todo):
+                        busy.append(decode(i + 1))
+                    decoding, decoded = busy[0]
+                    yield from self._index_one(decoding, stat, model, report, cancel, done, total)
+                    decoding.abandoned.set()  # read to the end, skipped or failed: let go
+                    decoded.result()
+                    busy.pop(0)
+                    done += 1
+                    yield Progress(done, total, f"indexed {path.name}")
+            finally:  # cancelled, or the library's own error: the helper stops at its next page
+                for decoding, decoded in busy:
+                    decoding.abandoned.set()
+                    decoded.cancel()
+
+    def _index_one(
+        self,
+        decoding: _Decoding,
+        stat: os.stat_result,
+        model: LoadedModel,
+        report: AddReport,
+        cancel: CancelToken | None,
+        done: int,
+        total: int,
+    ) -> Iterator[Progress]:
+        """Embed one file as the helper decodes it and write it in one transaction; or record
+        why it failed, or skip it when its content is already indexed."""
+        path, kind = decoding.path, decoding.kind
+        while not decoding.hashed.wait(0.1):
+            if cancel is not None:
+                cancel.raise_if_cancelled()
+        digest = decoding.sha256
+        if digest is not None and self._same_content(path, digest, stat):
+            decoding.abandoned.set()
+            report.skipped.append(path)
+            return
+        try:
+            encodings: list[SystemEncoding] = []
+            pages = 0
+            for batch in decoding.pages():  # a score's pages, embedded while the next is cut
+                if cancel is not None:
                     cancel.raise_if_cancelled()
-                prepared = futures[i].result()
-                if i + 1 < len(todo):
-                    futures.append(pool.submit(_prepare, todo[i + 1][0], todo[i + 1][1]))
-                digest = prepared.sha256
-                if digest is not None and self._same_content(path, digest, stat):
-                    report.skipped.append(path)
-                elif prepared.error is not None:
-                    self._commit_failure(path, kind, stat, digest, prepared.error)
-                    report.failed.append((path, prepared.error))
-                else:
-                    try:
-                        self._commit(path, kind, stat, digest, prepared, model)
-                        report.added.append(path)
-                    except (LibraryNotWritable, LibraryBusy, IndexCorrupt):
-                        raise  # the library's problem, not this document's: stop the job
-                    except SheetAudioError as error:
-                        self._commit_failure(path, kind, stat, digest, str(error))
-                        report.failed.append((path, str(error)))
-                futures[i] = _DONE
-                done += 1
-                yield Progress(done, total, f"indexed {path.name}")
+                encodings.extend(embed_cuts(model, [cut for page in batch for cut in page]))
+                pages += len(batch)
+                yield Progress(done, total, f"{path.name}: page {pages} of {decoding.page_count}")
+            if cancel is not None:  # nothing is written once the user has cancelled
+                cancel.raise_if_cancelled()
+            if decoding.error is not None:
+                self._commit_failure(path, kind, stat, digest, decoding.error)
+                report.failed.append((path, decoding.error))
+                return
+            if kind == "score":
+                reading = reading_windows(model, encodings)
+                rescore = rescore_windows(model, encodings)
+                self.write_score(
+                    path, stat, digest, decoding.page_sizes, encodings, reading, rescore
+                )
+            else:
+                assert decoding.spectrogram is not None
+                encoding = encode_audio(model, decoding.spectrogram)
+                duration_s = decoding.spectrogram.shape[1] / FRAMES_PER_SECOND
+                self.write_audio(path, stat, digest, duration_s, encoding)
+            report.added.append(path)
+        except (Cancelled, LibraryNotWritable, LibraryBusy, IndexCorrupt):
+            raise  # the user's wish, or the library's problem, not this document's: stop
+        except SheetAudioError as error:
+            self._commit_failure(path, kind, stat, digest, str(error))
+            report.failed.append((path, str(error)))
 
     def _unchanged(self, path: Path, stat: os.stat_result) -> bool:
         row = self._db.execute(
@@ -1074,28 +1126,6 @@ class Library:
                 ),
             )
             self._list_changed |= not known
-
-    def _commit(
-        self,
-        path: Path,
-        kind: Kind,
-        stat: os.stat_result,
-        digest: str | None,
-        prepared: _Prepared,
-        model: LoadedModel,
-    ) -> None:
-        """Embed a decoded document and write it in one transaction."""
-        if kind == "score":
-            encodings = embed_cuts(model, prepared.cuts)
-            reading = reading_windows(model, encodings)
-            rescore = rescore_windows(model, encodings)
-            self.write_score(path, stat, digest, prepared.page_sizes, encodings, reading, rescore)
-        else:
-            assert prepared.spectrogram is not None
-            encoding = encode_audio(model, prepared.spectrogram)
-            self.write_audio(
-                path, stat, digest, prepared.spectrogram.shape[1] / FRAMES_PER_SECOND, encoding
-            )
 
     def write_score(
         self,
@@ -1908,40 +1938,76 @@ def _salvage_document_list(folder: Path) -> tuple[dict[str, str], set[str]]:
 # --- decoding (runs in a helper thread) ----------------------------------------------------------
 
 
-@dataclass
-class _Prepared:
-    sha256: str | None = None
-    error: str | None = None
-    cuts: list[SystemCut] = field(default_factory=list)
-    page_sizes: list[tuple[float, float, str]] = field(default_factory=list)
-    spectrogram: Floats | None = None
+class _Decoding:
+    """One file decoded in the helper thread without the model, handed over as it goes: a
+    score page by page (its systems' windows), so that the caller embeds one page while the
+    helper renders and detects the next; a recording as its spectrogram, whole."""
+
+    def __init__(self, path: Path, kind: Kind) -> None:
+        self.path, self.kind = path, kind
+        self.sha256: str | None = None
+        self.error: str | None = None
+        self.page_sizes: list[tuple[float, float, str]] = []
+        self.page_count = 0
+        self.spectrogram: Floats | None = None
+        self.hashed = threading.Event()  # sha256 (or error) known
+        self.abandoned = threading.Event()  # the caller wants no more pages
+        self._pages: queue.SimpleQueue[list[SystemCut] | None] = queue.SimpleQueue()  # None: end
+
+    def put_page(self, cuts: list[SystemCut]) -> None:
+        self._pages.put(cuts)
+
+    def finish(self) -> None:
+        self.hashed.set()
+        self._pages.put(None)
+
+    def pages(self) -> Iterator[list[list[SystemCut]]]:
+        """Each page's systems' windows, in batches of the pages decoded since the last one
+        was taken (the CNN runs on bigger batches), until the file ends or fails (`error`)."""
+        while True:
+            first = self._pages.get()
+            if first is None:
+                return
+            batch = [first]
+            while True:
+                try:
+                    more = self._pages.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    yield batch
+                    return
+                batch.append(more)
+            yield batch
 
 
-_DONE: concurrent.futures.Future[_Prepared] = concurrent.futures.Future()
-
-
-def _prepare(path: Path, kind: Kind) -> _Prepared:
-    """Hash and decode one file without the model: system windows, or the spectrogram."""
-    out = _Prepared()
+def _prepare(decoding: _Decoding) -> None:
+    """Hash and decode one file (in the helper thread), handing pages over as they are cut."""
+    path = decoding.path
     try:
-        out.sha256 = hash_file(path)
-        if kind == "score":
+        decoding.sha256 = hash_file(path)
+        decoding.hashed.set()
+        if decoding.kind == "score":
             from sheetaudio_gui.core.score import detect_systems, open_score
 
             with open_score(path) as doc:
+                decoding.page_count = doc.page_count
                 for index in range(doc.page_count):
+                    if decoding.abandoned.is_set():
+                        return
                     page = doc.page(index)
-                    out.page_sizes.append((page.width, page.height, page.units))
-                    out.cuts.extend(cut_systems(page, detect_systems(page.image)))
+                    decoding.page_sizes.append((page.width, page.height, page.units))
+                    decoding.put_page(cut_systems(page, detect_systems(page.image)))
         else:
             from sheetaudio_gui.core.audio import file_spectrogram
 
-            out.spectrogram = file_spectrogram(path)
+            decoding.spectrogram = file_spectrogram(path)
     except SheetAudioError as error:
-        out.error = str(error)
+        decoding.error = str(error)
     except OSError as error:
-        out.error = f"{path}: cannot be read ({error}); check the file and its permissions"
-    return out
+        decoding.error = f"{path}: cannot be read ({error}); check the file and its permissions"
+    finally:
+        decoding.finish()
 
 
 def _walk(root: Path) -> list[Path]:

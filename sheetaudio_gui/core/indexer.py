@@ -71,10 +71,10 @@ def _child(
     if crash_on:  # tests: decoding this file dies the way a native library crash would
         prepare = index._prepare
 
-        def crashing_prepare(path: Path, kind: Any) -> Any:
-            if path.name == crash_on:
+        def crashing_prepare(decoding: Any) -> Any:
+            if decoding.path.name == crash_on:
                 os.abort()
-            return prepare(path, kind)
+            return prepare(decoding)
 
         index._prepare = crashing_prepare
     token = _EventToken(stop)
