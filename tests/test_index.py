@@ -236,6 +236,30 @@ def test_cancel_in_the_middle_of_a_score_leaves_it_pending_and_resumable(
         assert run_to_end(lib.add([engraved_pdf])).added == [engraved_pdf]
 
 
+def test_a_decoder_that_breaks_midway_through_a_score_writes_nothing_of_it(
+    tmp_path, model, engraved_pdf, monkeypatch
+):
+    """An unexpected error in the helper (a bug, not a bad file) stops the job before the
+    pages decoded so far are written as if they were the whole score."""
+    from sheetaudio_gui.core import score
+
+    detect = score.detect_systems
+    calls = []
+
+    def breaks_on_page_two(image):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("decoder bug")
+        return detect(image)
+
+    monkeypatch.setattr(score, "detect_systems", breaks_on_page_two)
+    with Library(tmp_path / "lib", model) as lib:
+        with pytest.raises(RuntimeError, match="decoder bug"):
+            run_to_end(lib.add([engraved_pdf]))
+        assert [d.state for d in lib.documents()] == ["pending"]
+        assert lib.check() == []
+
+
 def test_two_threads_with_their_own_library_objects_index_at_once(tmp_path, model, recordings):
     errors: list[BaseException] = []
 

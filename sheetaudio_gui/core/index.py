@@ -1016,7 +1016,9 @@ class Library:
                     if i + 1 < len(todo):
                         busy.append(decode(i + 1))
                     decoding, decoded = busy[0]
-                    yield from self._index_one(decoding, stat, model, report, cancel, done, total)
+                    yield from self._index_one(
+                        decoding, decoded, stat, model, report, cancel, (done, total)
+                    )
                     decoding.abandoned.set()  # read to the end, skipped or failed: let go
                     decoded.result()
                     busy.pop(0)
@@ -1030,16 +1032,17 @@ class Library:
     def _index_one(
         self,
         decoding: _Decoding,
+        decoded: concurrent.futures.Future[None],
         stat: os.stat_result,
         model: LoadedModel,
         report: AddReport,
         cancel: CancelToken | None,
-        done: int,
-        total: int,
+        files: tuple[int, int],
     ) -> Iterator[Progress]:
         """Embed one file as the helper decodes it and write it in one transaction; or record
         why it failed, or skip it when its content is already indexed."""
         path, kind = decoding.path, decoding.kind
+        done, total = files
         while not decoding.hashed.wait(0.1):
             if cancel is not None:
                 cancel.raise_if_cancelled()
@@ -1057,6 +1060,7 @@ class Library:
                 encodings.extend(embed_cuts(model, [cut for page in batch for cut in page]))
                 pages += len(batch)
                 yield Progress(done, total, f"{path.name}: page {pages} of {decoding.page_count}")
+            decoded.result()  # a failure of the helper's own (a bug) stops here, unwritten
             if cancel is not None:  # nothing is written once the user has cancelled
                 cancel.raise_if_cancelled()
             if decoding.error is not None:

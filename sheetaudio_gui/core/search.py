@@ -749,7 +749,7 @@ def contiguous_match(
     Dynamic programming over passages sorted by start: a step into b comes from the best path
     so far at the leap's full cost (a prefix maximum, as in `ordered_match`), from a passage
     that ended before b began (a prefix maximum over passages sorted by end, `_Steps`), or from
-    one still sounding when b begins (a window of ~10 passages): O(k m w), not O(k m^2), so an
+    one still sounding when b begins (a window of ~20 passages): O(k m w), not O(k m^2), so an
     hour-long recording costs no more per passage than a short one.
     """
     if sims.shape[0] == 0 or sims.shape[1] == 0:
