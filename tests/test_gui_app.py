@@ -254,6 +254,13 @@ def test_cancel_stops_indexing_and_keeps_what_was_done(qtbot, window, tmp_path, 
     assert len(indexed) < 8
 
 
+def test_the_bar_moves_within_a_long_score_as_its_pages_are_indexed(window):
+    pane = window.library_pane
+    pane._progress(1, 2, "long.pdf: page 30 of 60", 0.5)  # the second of two files, half done
+    assert pane.progress.value() / pane.progress.maximum() == pytest.approx(0.75)
+    assert pane.status.text() == "long.pdf: page 30 of 60"
+
+
 # --- queries and results --------------------------------------------------------------------------
 
 

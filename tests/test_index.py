@@ -205,10 +205,13 @@ def test_a_score_is_embedded_page_by_page_as_it_is_decoded_with_the_same_result(
     from sheetaudio_gui.core.score import detect_systems, open_score
 
     with Library(tmp_path / "lib", model) as lib:
-        messages = [p.message for p in lib.add([engraved_pdf])]
+        steps = list(lib.add([engraved_pdf]))
         stored = lib.systems(engraved_pdf)
-    pages = [m for m in messages if m.startswith(f"{engraved_pdf.name}: page")]
-    assert pages and pages[-1] == f"{engraved_pdf.name}: page 2 of 2"
+    pages = [p for p in steps if p.message.startswith(f"{engraved_pdf.name}: page")]
+    assert pages and pages[-1].message == f"{engraved_pdf.name}: page 2 of 2"
+    # a bar moves within the file: half of it after page 1 of 2, all of it after page 2
+    assert [p.part for p in pages][-1] == 1.0 and all(p.fraction <= 1.0 for p in pages)
+    assert {p.part for p in pages} <= {0.5, 1.0} and pages[-1].done == 0
     with open_score(engraved_pdf) as doc:
         cuts = [
             cut

@@ -1059,7 +1059,8 @@ class Library:
                     cancel.raise_if_cancelled()
                 encodings.extend(embed_cuts(model, [cut for page in batch for cut in page]))
                 pages += len(batch)
-                yield Progress(done, total, f"{path.name}: page {pages} of {decoding.page_count}")
+                message = f"{path.name}: page {pages} of {decoding.page_count}"
+                yield Progress(done, total, message, pages / max(decoding.page_count, 1))
             decoded.result()  # a failure of the helper's own (a bug) stops here, unwritten
             if cancel is not None:  # nothing is written once the user has cancelled
                 cancel.raise_if_cancelled()

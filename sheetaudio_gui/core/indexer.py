@@ -97,7 +97,7 @@ def _child(
             else:
                 job = library.add([Path(p) for p in paths], token)
                 report = yield_to(conn, job)
-            conn.send(("progress", 0, 0, "preparing the search"))
+            conn.send(("progress", 0, 0, "preparing the search", 0.0))
             library.prepare_search()  # here, not in the window's first query
             conn.send(("done", report))
     except Cancelled:
@@ -117,9 +117,9 @@ def yield_to(conn: Connection, job: Job[Any], offset: int = 0, files: int = 0) -
         except StopIteration as end:
             return end.value
         if files:
-            conn.send(("progress", offset, files, progress.message))
+            conn.send(("progress", offset, files, progress.message, progress.part))
         else:
-            conn.send(("progress", progress.done, progress.total, progress.message))
+            conn.send(("progress", progress.done, progress.total, progress.message, progress.part))
 
 
 def index_in_process(
@@ -224,7 +224,7 @@ def _run_child(
                 except (EOFError, OSError):
                     break
                 if message[0] == "progress":
-                    yield Progress(message[1], message[2], message[3])
+                    yield Progress(*message[1:5])
                 elif message[0] == "file":
                     current = message[1]
                 else:

@@ -18,15 +18,17 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Progress:
-    """`done` of `total` steps finished (total 0 = unknown); `message` says what happens now."""
+    """`done` of `total` steps finished (total 0 = unknown); `message` says what happens now;
+    `part` how far the current step is (0-1: a long score's pages), so a bar moves within it."""
 
     done: int
     total: int
     message: str = ""
+    part: float = 0.0
 
     @property
     def fraction(self) -> float:
-        return self.done / self.total if self.total > 0 else 0.0
+        return min(1.0, (self.done + self.part) / self.total) if self.total > 0 else 0.0
 
 
 class CancelToken:

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 ROLE = Qt.ItemDataRole.UserRole
 STATE_MARK = {"indexed": "✓ indexed", "pending": "… pending", "failed": "✗ failed"}
 LIST_REFRESH_S = 1.0  # while indexing, the document list is reloaded at most this often
+PROGRESS_STEPS_PER_FILE = 1000  # the bar counts thousandths of a file (`Progress.part`)
 ADAPT_TIP = (
     "This library is now large enough to adapt the model to it (Library → Adapt the model to "
     "this library): on engravings and piano sounds unlike the training material, the right "
@@ -243,7 +244,7 @@ class LibraryPane(QWidget):
     def cancel(self) -> None:
         if self.job is not None:
             self.job.cancel()
-            self.status.setText("Cancelling after the current file…")
+            self.status.setText("Cancelling after the current page or file…")
 
     def _start(
         self, task: Any, text: str, paths: list[Path] | None = None, mode: str = "add"
@@ -272,10 +273,10 @@ class LibraryPane(QWidget):
         self.job = job
         return job
 
-    def _progress(self, done: int, total: int, message: str) -> None:
-        if total > 0:
-            self.progress.setRange(0, total)
-            self.progress.setValue(done)
+    def _progress(self, done: int, total: int, message: str, part: float = 0.0) -> None:
+        if total > 0:  # in thousandths of a file: a long score's pages move the bar
+            self.progress.setRange(0, total * PROGRESS_STEPS_PER_FILE)
+            self.progress.setValue(round((done + min(part, 1.0)) * PROGRESS_STEPS_PER_FILE))
         self.status.setText(message)
         now = time.monotonic()
         if done != self._listed_at_done and now - self._listed_at >= LIST_REFRESH_S:

@@ -46,7 +46,7 @@ def lower_thread_priority() -> None:
 class JobWorker(QObject):
     """Lives in a QThread; `run` calls the work and reports through signals."""
 
-    progress = Signal(int, int, str)  # done, total, message
+    progress = Signal(int, int, str, float)  # done, total, message, part (`core.jobs.Progress`)
     finished = Signal(object)  # the result
     failed = Signal(object)  # the exception
     cancelled = Signal()
@@ -85,7 +85,7 @@ class JobWorker(QObject):
                 now - last >= PROGRESS_INTERVAL_S or step.done >= step.total > 0
             ):
                 last = now
-                self.progress.emit(step.done, step.total, step.message)
+                self.progress.emit(step.done, step.total, step.message, step.part)
 
 
 class JobHandle(QObject):
@@ -95,7 +95,7 @@ class JobHandle(QObject):
     these signals always run in the GUI thread (the worker's signals reach this object queued).
     """
 
-    progress = Signal(int, int, str)
+    progress = Signal(int, int, str, float)
     finished = Signal(object)
     failed = Signal(object)
     cancelled = Signal()
@@ -122,10 +122,10 @@ class JobHandle(QObject):
         self.worker.done.connect(self.thread.quit, Qt.ConnectionType.DirectConnection)
         self.thread.finished.connect(self._forget)
 
-    @Slot(int, int, str)
-    def _on_progress(self, done: int, total: int, message: str) -> None:
+    @Slot(int, int, str, float)
+    def _on_progress(self, done: int, total: int, message: str, part: float) -> None:
         if not self.discarded:
-            self.progress.emit(done, total, message)
+            self.progress.emit(done, total, message, part)
 
     @Slot(object)
     def _on_finished(self, result: object) -> None:
