@@ -61,6 +61,8 @@ class PlotView(QTabWidget):
         self.similarity_image.setColorMap(pg.colormap.get("magma"))
         self.similarity_plot.addItem(self.similarity_image)
         self.path_curve = self.similarity_plot.plot(pen=pg.mkPen((0, 200, 255), width=2))
+        # before any result: 10 windows x 10 s, not pyqtgraph's -0.5..0.5 (negative milliseconds)
+        self.similarity_plot.setRange(xRange=(0, 10), yRange=(0, 10), padding=0)
         self.similarity_note = QLabel("Choose a result to see how the query and it line up.")
         sim = QWidget()
         sim_layout = QVBoxLayout(sim)
