@@ -1048,8 +1048,7 @@ class Library:
                 cancel.raise_if_cancelled()
         digest = decoding.sha256
         if digest is not None and self._same_content(path, digest, stat):
-            decoding.abandoned.set()
-            report.skipped.append(path)
+            report.skipped.append(path)  # the caller lets the helper go
             return
         try:
             encodings: list[SystemEncoding] = []
@@ -1970,20 +1969,14 @@ class _Decoding:
         """Each page's systems' windows, in batches of the pages decoded since the last one
         was taken (the CNN runs on bigger batches), until the file ends or fails (`error`)."""
         while True:
-            first = self._pages.get()
-            if first is None:
+            batch = [self._pages.get()]
+            while batch[-1] is not None and not self._pages.empty():  # one reader: no race
+                batch.append(self._pages.get())
+            pages = [page for page in batch if page is not None]
+            if pages:
+                yield pages
+            if batch[-1] is None:
                 return
-            batch = [first]
-            while True:
-                try:
-                    more = self._pages.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    yield batch
-                    return
-                batch.append(more)
-            yield batch
 
 
 def _prepare(decoding: _Decoding) -> None:
